@@ -1,0 +1,61 @@
+"""Synthetic plates shared by the viscy-data tests.
+
+Session-scoped plates are read-only: tests that need to change a plate write their own
+with ``plate_factory``.
+"""
+
+import pytest
+
+from viscy_data._ome_compat import SUPPORTED_OME_VERSIONS
+from viscy_data.synthetic import write_synthetic_plate
+
+OME_VERSIONS = ("0.4", "0.5")
+
+
+def _skip_unsupported(version):
+    if version not in SUPPORTED_OME_VERSIONS:
+        pytest.skip(f"iohub here cannot write OME-Zarr {version} (supported: {SUPPORTED_OME_VERSIONS})")
+
+
+@pytest.fixture(scope="session")
+def synthetic_plate(tmp_path_factory):
+    """Default test plate: 4 wells x 2 FOVs, 4 frames, Phase3D + GFP, (5, 64, 64), OME-Zarr 0.4."""
+    return write_synthetic_plate(tmp_path_factory.mktemp("synthetic") / "plate.zarr", seed=0)
+
+
+@pytest.fixture(scope="session", params=OME_VERSIONS)
+def versioned_plate(request, tmp_path_factory):
+    """The default plate written as OME-Zarr 0.4 (zarr 2) and 0.5 (zarr 3, where iohub supports it)."""
+    _skip_unsupported(request.param)
+    root = tmp_path_factory.mktemp(f"ome-{request.param}")
+    return write_synthetic_plate(root / "plate.zarr", version=request.param, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tracking_plate(tmp_path_factory):
+    """Larger images and more frames for triplet sampling: 2 wells x 2 FOVs, 6 frames, (7, 96, 96)."""
+    return write_synthetic_plate(
+        tmp_path_factory.mktemp("tracking") / "plate.zarr",
+        well_conditions={"A/1": "uninfected", "B/1": "infected"},
+        n_frames=6,
+        z_slices=7,
+        yx_size=(96, 96),
+        cells_per_fov=6,
+        division_probability=0.15,
+        seed=3,
+    )
+
+
+@pytest.fixture
+def plate_factory(tmp_path):
+    """Write a plate with custom arguments under a fresh directory of this test's tmp_path."""
+    counter = iter(range(1_000_000))
+
+    def make(**kwargs):
+        root = tmp_path / f"plate{next(counter)}"
+        root.mkdir()
+        version = kwargs.get("version", "0.4")
+        _skip_unsupported(version)
+        return write_synthetic_plate(root / "plate.zarr", **kwargs)
+
+    return make
