@@ -2,9 +2,25 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from viscy_models._registry import get_model, list_models
+from viscy_models.contrastive import ContrastiveEncoder, ResNet3dEncoder
+from viscy_models.unet import FullyConvolutionalMAE, Unet2d, Unet25d, UNeXt2
+from viscy_models.vae import BetaVae25D, BetaVaeMonai
+
 try:
     __version__ = version("viscy-models")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__: list[str] = []
+__all__ = [
+    "BetaVae25D",
+    "BetaVaeMonai",
+    "ContrastiveEncoder",
+    "FullyConvolutionalMAE",
+    "ResNet3dEncoder",
+    "UNeXt2",
+    "Unet2d",
+    "Unet25d",
+    "get_model",
+    "list_models",
+]

@@ -1,0 +1,8 @@
+"""U-Net family: UNeXt2, FCMAE, 2D and 2.5D U-Nets."""
+
+from viscy_models.unet.fcmae import FullyConvolutionalMAE
+from viscy_models.unet.unet2d import Unet2d
+from viscy_models.unet.unet25d import Unet25d
+from viscy_models.unet.unext2 import UNeXt2
+
+__all__ = ["UNeXt2", "FullyConvolutionalMAE", "Unet2d", "Unet25d"]
