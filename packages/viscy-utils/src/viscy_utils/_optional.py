@@ -32,6 +32,5 @@ def import_optional(module_name: str, extra: str) -> ModuleType:
         return importlib.import_module(module_name)
     except ImportError as error:
         raise ImportError(
-            f"{module_name!r} is not installed; it comes with the {extra!r} extra: "
-            f"pip install 'viscy-utils[{extra}]'"
+            f"{module_name!r} is not installed; it comes with the {extra!r} extra: pip install 'viscy-utils[{extra}]'"
         ) from error

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from iohub.ngff import open_ome_zarr
 from tqdm.auto import tqdm
 
+from viscy_data._ome_compat import open_ome_zarr
 from viscy_data.normalization import NORMALIZATION_FIELD, compute_statistics, write_meta_field
 
 __all__ = ["generate_normalization_metadata", "resolve_channel_ids", "write_meta_field"]
@@ -157,9 +157,7 @@ def generate_normalization_metadata(
             for fov in fovs:
                 for t, values in enumerate(fov.values[k]):
                     per_timepoint[t].append(values)
-            dataset_statistics = compute_statistics(
-                np.concatenate([np.concatenate(fov.values[k]) for fov in fovs])
-            )
+            dataset_statistics = compute_statistics(np.concatenate([np.concatenate(fov.values[k]) for fov in fovs]))
             plate_timepoints = [np.concatenate(per_timepoint[t]) for t in sorted(per_timepoint)]
             write_meta_field(
                 plate,

@@ -10,7 +10,8 @@ from typing import Literal
 
 import dask.array as da
 import numpy as np
-from iohub.ngff import open_ome_zarr
+
+from viscy_data._ome_compat import open_ome_zarr
 
 __all__ = ["precompute_array", "select_positions"]
 
