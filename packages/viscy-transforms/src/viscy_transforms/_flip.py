@@ -1,0 +1,115 @@
+"""Random flips of batched volumes, drawn per sample and per axis."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import torch
+from monai.transforms import Transform
+from torch import Tensor
+
+from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._random import TorchRandomizable, check_probability
+
+__all__ = ["BatchedRandFlip", "BatchedRandFlipd"]
+
+
+def _check_spatial_axes(spatial_axes: int | Sequence[int]) -> tuple[int, ...]:
+    axes = (spatial_axes,) if isinstance(spatial_axes, int) else tuple(spatial_axes)
+    if not axes or any(not isinstance(a, int) or a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
+        raise ValueError(
+            f"spatial_axes must be distinct spatial axis indices among 0 (Z), 1 (Y), 2 (X), got {spatial_axes!r}"
+        )
+    return axes
+
+
+class BatchedRandFlip(TorchRandomizable, Transform):
+    """Flip each sample of a batch along each spatial axis with probability ``prob``.
+
+    Every (sample, axis) pair gets its own Bernoulli(prob) draw.
+
+    Parameters
+    ----------
+    spatial_axes : int | Sequence[int]
+        Spatial axes that may be flipped: 0 is Z, 1 is Y, 2 is X for (B, C, Z, Y, X) input
+        (0 is Y and 1 is X for (B, C, Y, X) input).
+    prob : float
+        Probability of flipping one sample along one axis. Default 0.5.
+
+    Notes
+    -----
+    When nothing is flipped the input tensor itself is returned; otherwise a new tensor.
+    """
+
+    def __init__(self, spatial_axes: int | Sequence[int], prob: float = 0.5) -> None:
+        self.spatial_axes = _check_spatial_axes(spatial_axes)
+        self.prob = check_probability(prob)
+        self._flips: Tensor | None = None
+        self._init_random_state()
+
+    def randomize(self, data: Tensor) -> None:
+        """Draw the flips, shape (B, len(spatial_axes)), for a batch like ``data``."""
+        flips = self._bernoulli(data.shape[0] * len(self.spatial_axes), self.prob)
+        self._flips = flips.reshape(data.shape[0], len(self.spatial_axes))
+
+    @torch.no_grad()
+    def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
+        """Flip a (B, C, Z, Y, X) or (B, C, Y, X) batch.
+
+        Parameters
+        ----------
+        data : Tensor
+            The batch.
+        randomize : bool
+            Draw new flips (default) or reuse the previous draw.
+
+        Returns
+        -------
+        Tensor
+            The flipped batch (same shape, dtype and device).
+        """
+        if max(self.spatial_axes) >= data.ndim - 2:
+            raise ValueError(
+                f"spatial_axes {self.spatial_axes} do not fit data of shape {tuple(data.shape)}, "
+                f"which has {data.ndim - 2} spatial dimensions"
+            )
+        if randomize:
+            self.randomize(data)
+        if self._flips is None or self._flips.shape[0] != data.shape[0]:
+            raise ValueError(f"no flips drawn for a batch of {data.shape[0]}; call with randomize=True")
+        out = data
+        for column, axis in enumerate(self.spatial_axes):
+            index = self._flips[:, column].nonzero().squeeze(1)
+            if index.numel() == 0:
+                continue
+            if out is data:
+                out = data.clone()
+            index = index.to(data.device)
+            out[index] = out[index].flip(axis + 2)
+        return out
+
+
+class BatchedRandFlipd(SharedDrawMapTransform):
+    """Dictionary version of :class:`BatchedRandFlip`: every key gets the same flips.
+
+    Parameters
+    ----------
+    keys : Hashable | Sequence[Hashable]
+        Keys of the batched tensors to flip.
+    spatial_axes : int | Sequence[int]
+        Spatial axes that may be flipped (0 Z, 1 Y, 2 X). Default (0, 1, 2).
+    prob : float
+        Probability of flipping one sample along one axis. Default 0.5.
+    allow_missing_keys : bool
+        Skip absent keys instead of raising KeyError. Default False.
+    """
+
+    def __init__(
+        self,
+        keys: Hashable | Sequence[Hashable],
+        spatial_axes: int | Sequence[int] = (0, 1, 2),
+        prob: float = 0.5,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = BatchedRandFlip(spatial_axes=spatial_axes, prob=prob)
