@@ -123,11 +123,11 @@ class _ConvBlock(nn.Module):
         return getattr(self, f"{self.norm}_norm_{i}", None)
 
     def _shortcut(self, x: Tensor, out_shape: torch.Size) -> Tensor:
-        """Match the block input to the output: 1x1 conv or zero-padded channels, centre-cropped spatially."""
+        """Match the block input to the output: 1x1 conv, or zero channels prepended; centre-cropped spatially."""
         if self.in_filters > self.out_filters:
             x = self.resid_conv(x)
         elif self.in_filters < self.out_filters:
-            x = F.pad(x, (0, 0) * self.spatial_dims + (0, self.out_filters - self.in_filters))
+            x = F.pad(x, (0, 0) * self.spatial_dims + (self.out_filters - self.in_filters, 0))
         crops = [(size - target) // 2 for size, target in zip(x.shape[2:], out_shape[2:], strict=True)]
         slices = [slice(c, c + t) for c, t in zip(crops, out_shape[2:], strict=True)]
         return x[(slice(None), slice(None), *slices)]

@@ -22,7 +22,7 @@ class ConvBlock2D(_ConvBlock):
     norm : {"batch", "instance", "none"}
         Normalization; instance norm is not affine.
     residual : bool
-        Add the input to the output (1x1 conv when channels shrink, zero-padded channels when they grow).
+        Add the input to the output (1x1 conv when channels shrink, zero channels prepended when they grow).
     activation : {"relu", "leakyrelu", "elu", "selu", "linear"}
         Activation after each convolution.
     transpose : bool

@@ -38,7 +38,7 @@ class ConvBlock3D(_ConvBlock):
     norm : {"batch", "instance", "none"}
         Normalization; instance norm is not affine.
     residual : bool
-        Add the input to the output (1x1x1 conv when channels shrink, zero-padded channels when they grow; the
+        Add the input to the output (1x1x1 conv when channels shrink, zero channels prepended when they grow; the
         input is centre-cropped when ``padding`` shrinks the output).
     activation : {"relu", "leakyrelu", "elu", "selu", "linear"}
         Activation after each convolution.
