@@ -11,9 +11,9 @@ from typing import Literal
 import dask.array as da
 import numpy as np
 
-from viscy_data._ome_compat import open_ome_zarr
+from viscy_data._ome_compat import fov_name, open_ome_zarr
 
-__all__ = ["precompute_array", "select_positions"]
+__all__ = ["precompute_array"]
 
 _logger = logging.getLogger(__name__)
 
@@ -59,58 +59,6 @@ def _normalize_image(image: da.Array, subtrahend: Subtrahend, divisor: Divisor, 
         low, high = values[-2:]
         scale = float(high - low)
     return (image - offset) / max(scale, eps)
-
-
-def select_positions(
-    position_names: Sequence[str],
-    include_wells: Sequence[str] | None = None,
-    exclude_fovs: Sequence[str] | None = None,
-) -> dict[str, list[str]]:
-    """Group FOV names ``row/col/fov`` by well, keeping the requested wells and FOVs.
-
-    Parameters
-    ----------
-    position_names : sequence of str
-        FOV names such as ``"A/1/0"``.
-    include_wells : sequence of str, optional
-        Wells to keep, e.g. ``["A/1"]``; all wells when None.
-    exclude_fovs : sequence of str, optional
-        FOV names to drop.
-
-    Returns
-    -------
-    dict[str, list[str]]
-        ``{well: [fov names]}`` in the order of ``position_names``.
-
-    Raises
-    ------
-    ValueError
-        If a requested well or excluded FOV does not exist (the message lists those present),
-        or nothing is left.
-    """
-    names = [name.strip("/") for name in position_names]
-    wells: dict[str, list[str]] = {}
-    for name in names:
-        wells.setdefault(name.rsplit("/", 1)[0], []).append(name)
-    missing_wells = sorted(set(include_wells or []) - set(wells))
-    if missing_wells:
-        raise ValueError(f"Wells {missing_wells} not found; the plate has wells {sorted(wells)}.")
-    missing_fovs = sorted(set(exclude_fovs or []) - set(names))
-    if missing_fovs:
-        raise ValueError(f"FOVs {missing_fovs} not found; the plate has FOVs {names}.")
-    excluded = set(exclude_fovs or [])
-    selected = {
-        well: [name for name in fovs if name not in excluded]
-        for well, fovs in wells.items()
-        if include_wells is None or well in include_wells
-    }
-    selected = {well: fovs for well, fovs in selected.items() if fovs}
-    if not selected:
-        raise ValueError("No FOV left after applying include_wells and exclude_fovs.")
-    dropped = len(names) - sum(len(fovs) for fovs in selected.values())
-    if dropped:
-        _logger.warning("Skipping %d of %d FOVs (include_wells/exclude_fovs).", dropped, len(names))
-    return selected
 
 
 def precompute_array(
@@ -159,6 +107,8 @@ def precompute_array(
     ValueError
         On unknown channels, wells or FOVs, mismatched list lengths or invalid recipes.
     """
+    from viscy_data.select import _filter_fovs, _filter_wells
+
     output_path = Path(output_path)
     if output_path.exists() and not overwrite:
         raise FileExistsError(f"{output_path} exists; pass overwrite=True to replace it.")
@@ -175,18 +125,21 @@ def precompute_array(
         if missing:
             raise ValueError(f"Channels {missing} not found in {data_path}; channels present: {present}.")
         channel_ids = [present.index(name) for name in channel_names]
-        positions = dict(plate.positions())
-        wells = select_positions(list(positions), include_wells, exclude_fovs)
         normalized_wells = []
-        for well, fov_names in wells.items():
-            arrays = [positions[name][image_array_key] for name in fov_names]
+        for well in _filter_wells(plate, include_wells):
+            positions = list(_filter_fovs(well, exclude_fovs))
+            if not positions:
+                continue
+            arrays = [position[image_array_key] for position in positions]
             stack = da.stack([da.from_array(array, chunks=array.chunks)[:, channel_ids] for array in arrays])
             channels = [
                 _normalize_image(stack[:, :, c], subtrahend, divisor)
                 for c, (subtrahend, divisor) in enumerate(zip(subtrahends, divisors, strict=True))
             ]
             normalized_wells.append(da.stack(channels, axis=2))
-            _logger.info("Normalized well %s (%d FOVs)", well, len(fov_names))
+            _logger.info("Normalized well %s (%d FOVs)", fov_name(positions[0]).rsplit("/", 1)[0], len(positions))
+        if not normalized_wells:
+            raise ValueError(f"No FOV of {data_path} is left after include_wells and exclude_fovs.")
         result = da.concatenate(normalized_wells, axis=0).astype(np.float16)
         result = result.rechunk((1, -1, -1, -1, -1, -1))
         if output_path.exists():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from viscy_utils import __version__
 from viscy_utils._optional import import_optional
 from viscy_utils.evaluation._embeddings import INDEX_COLUMNS
 
@@ -34,13 +34,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 _REDUCTIONS = {"pca": "X_pca", "umap": "X_umap", "phate": "X_phate"}
-
-
-def _package_version() -> str:
-    try:
-        return version("viscy-utils")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -204,7 +197,7 @@ def _provenance(trainer: Trainer, pl_module: LightningModule, embedding_key: str
     provenance = {
         "model": f"{type(pl_module).__module__}.{type(pl_module).__qualname__}",
         "embedding_key": embedding_key,
-        "viscy_utils_version": _package_version(),
+        "viscy_utils_version": __version__,
     }
     datamodule = getattr(trainer, "datamodule", None)
     for attribute in ("data_path", "tracks_path"):

@@ -7,10 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["INDEX_COLUMNS", "embedding_matrix", "embedding_obs", "require_columns"]
+from viscy_data._typing import INDEX_COLUMNS
 
-INDEX_COLUMNS = ["fov_name", "track_id", "t", "id", "parent_track_id", "parent_id", "z", "y", "x"]
-"""Tracking-index columns (the Ultrack schema) that identify a cell observation."""
+__all__ = ["INDEX_COLUMNS", "embedding_matrix", "embedding_obs", "require_columns"]
 
 
 def _is_xarray_dataset(data: Any) -> bool:

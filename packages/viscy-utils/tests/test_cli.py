@@ -1,0 +1,266 @@
+import logging
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from viscy_data._ome_compat import open_ome_zarr
+from viscy_data.normalization import read_norm_meta
+from viscy_utils.cli import LOG_LEVEL_ENV, VISCY_SUBCOMMANDS
+
+
+@pytest.mark.slow
+def test_fit_help_in_a_subprocess(run_viscy):
+    result = run_viscy("fit", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--model" in result.stdout
+    assert "--trainer" in result.stdout
+    assert "default: 42" in result.stdout  # seed_everything
+
+
+def test_help_lists_all_subcommands(viscy, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        viscy("--help")
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for subcommand in ("fit", "validate", "test", "predict", *VISCY_SUBCOMMANDS):
+        assert subcommand in out
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "expected"),
+    [
+        ("predict", "--ckpt_path"),
+        ("preprocess", "--block_size"),
+        ("export", "--export_path"),
+        ("precompute", "--divisors"),
+        ("convert_to_anndata", "--output_anndata_path"),
+    ],
+)
+def test_subcommand_help(viscy, capsys, subcommand, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        viscy(subcommand, "--help")
+    assert exit_info.value.code == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_console_script_is_declared():
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "viscy"]
+    assert script.value == "viscy_utils.cli:main"
+
+
+def test_invalid_log_level_names_valid_levels(viscy, monkeypatch):
+    monkeypatch.setenv(LOG_LEVEL_ENV, "LOUD")
+    with pytest.raises(ValueError, match="valid levels"):
+        viscy("--help")
+
+
+def test_log_level_from_environment(viscy, monkeypatch):
+    monkeypatch.setenv(LOG_LEVEL_ENV, "debug")
+    with pytest.raises(SystemExit):
+        viscy("--help")
+    assert logging.getLogger("viscy_utils").level == logging.DEBUG
+    assert logging.getLogger("lightning.pytorch").level == logging.DEBUG
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_fit_from_yaml_twice_into_the_same_log_dir(tmp_path, testing_modules, monkeypatch, viscy):
+    monkeypatch.chdir(tmp_path)
+    config = _write(
+        tmp_path / "fit.yml",
+        f"""
+        trainer:
+          accelerator: cpu
+          max_epochs: 1
+          limit_train_batches: 2
+          limit_val_batches: 1
+          default_root_dir: {tmp_path / "logs"}
+          enable_progress_bar: false
+          logger:
+            class_path: lightning.pytorch.loggers.TensorBoardLogger
+            init_args:
+              save_dir: {tmp_path / "logs"}
+              name: run
+              version: fixed
+        model:
+          class_path: viscy_utils_testing.TinyRegressor
+        data:
+          class_path: viscy_utils_testing.RandomPairsDataModule
+        """,
+    )
+    for _ in range(2):  # regression: a second run into an existing log directory crashed on config.yaml
+        viscy("fit", "-c", str(config))
+    saved = yaml.safe_load((tmp_path / "logs" / "run" / "fixed" / "config.yaml").read_text())
+    assert saved["seed_everything"] == 42
+    assert saved["model"]["class_path"] == "viscy_utils_testing.TinyRegressor"
+    assert list((tmp_path / "logs" / "run" / "fixed" / "checkpoints").glob("*.ckpt"))
+
+
+def test_default_logger_is_tensorboard_in_default_root_dir(tmp_path, testing_modules, monkeypatch, viscy):
+    monkeypatch.chdir(tmp_path)
+    config = _write(
+        tmp_path / "fit.yml",
+        f"""
+        trainer:
+          accelerator: cpu
+          max_epochs: 1
+          limit_train_batches: 1
+          limit_val_batches: 0
+          enable_progress_bar: false
+          default_root_dir: {tmp_path / "root"}
+        model:
+          class_path: viscy_utils_testing.TinyRegressor
+        data:
+          class_path: viscy_utils_testing.RandomPairsDataModule
+        """,
+    )
+    viscy("fit", "-c", str(config))
+    (version,) = (tmp_path / "root" / "lightning_logs").iterdir()
+    assert len(version.name) == len("YYYYmmdd-HHMMSS")
+    assert list(version.glob("events.out.tfevents.*"))
+    assert (version / "config.yaml").exists()
+
+
+def test_missing_optional_logger_falls_back_to_tensorboard(tmp_path, testing_modules, monkeypatch, caplog, viscy):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a)
+    )
+    monkeypatch.chdir(tmp_path)
+    config = _write(
+        tmp_path / "fit.yml",
+        f"""
+        trainer:
+          accelerator: cpu
+          max_epochs: 1
+          limit_train_batches: 1
+          limit_val_batches: 0
+          enable_progress_bar: false
+          default_root_dir: {tmp_path}
+          logger:
+            class_path: lightning.pytorch.loggers.WandbLogger
+            init_args:
+              project: nowhere
+        model:
+          class_path: viscy_utils_testing.TinyRegressor
+        data:
+          class_path: viscy_utils_testing.RandomPairsDataModule
+        """,
+    )
+    with caplog.at_level(logging.WARNING, logger="viscy_utils"):
+        viscy("fit", "-c", str(config))
+    assert "wandb" in caplog.text
+    assert "TensorBoard" in caplog.text
+    assert list((tmp_path / "lightning_logs").glob("*/events.out.tfevents.*"))
+
+
+def test_preprocess_writes_statistics_that_match_numpy(tmp_path, synthetic_plate, viscy):
+    import shutil
+
+    plate_path = tmp_path / "plate.zarr"
+    shutil.copytree(synthetic_plate.store_path, plate_path)
+    with open_ome_zarr(plate_path, layout="hcs", mode="r+") as plate:  # start from no metadata
+        for node in [plate, *(position for _, position in plate.positions())]:
+            node.zattrs.pop("normalization", None)
+    viscy(
+        "preprocess",
+        "--data_path",
+        str(plate_path),
+        "--channel_names",
+        "[GFP]",
+        "--num_workers",
+        "2",
+        "--block_size",
+        "4",
+    )
+    with open_ome_zarr(plate_path, layout="hcs", mode="r") as plate:
+        plate_meta = read_norm_meta(plate)
+        assert list(plate_meta) == ["GFP"]
+        channel = list(plate.channel_names).index("GFP")
+        samples, per_t = {}, {}
+        for name, position in plate.positions():
+            pixels = np.asarray(position["0"][:, channel, :, ::4, ::4], dtype=np.float32)
+            samples[name] = pixels
+            meta = read_norm_meta(position)["GFP"]
+            assert meta["fov_statistics"]["mean"].item() == pytest.approx(pixels.mean(), rel=1e-5)
+            assert meta["fov_statistics"]["median"].item() == pytest.approx(np.median(pixels), rel=1e-5)
+            # regression: per-FOV timepoint statistics were copies of the dataset-level ones
+            for t in range(pixels.shape[0]):
+                assert meta["timepoint_statistics"][str(t)]["mean"].item() == pytest.approx(pixels[t].mean(), rel=1e-5)
+                per_t.setdefault(t, []).append(pixels[t].ravel())
+        everything = np.concatenate([p.ravel() for p in samples.values()])
+        dataset = plate_meta["GFP"]["dataset_statistics"]
+        assert dataset["mean"].item() == pytest.approx(everything.mean(), rel=1e-5)
+        assert dataset["std"].item() == pytest.approx(everything.std(), rel=1e-4)
+        assert dataset["p99"].item() == pytest.approx(np.percentile(everything, 99), rel=1e-5)
+        assert dataset["iqr"].item() == pytest.approx(np.subtract(*np.percentile(everything, [75, 25])), rel=1e-5)
+        for t, values in per_t.items():
+            expected = np.concatenate(values)
+            assert plate_meta["GFP"]["timepoint_statistics"][str(t)]["median"].item() == pytest.approx(
+                np.median(expected), rel=1e-5
+            )
+        name = next(iter(samples))
+        assert read_norm_meta(plate[name])["GFP"]["dataset_statistics"]["mean"].item() == pytest.approx(
+            everything.mean(), rel=1e-5
+        )
+
+
+def test_preprocess_unknown_channel_lists_channels(synthetic_plate, viscy):
+    with pytest.raises(ValueError, match=r"\['DAPI'\].*Phase3D"):
+        viscy("preprocess", "--data_path", str(synthetic_plate.store_path), "--channel_names", "[DAPI]")
+
+
+def test_export_onnx_matches_torch(tmp_path, testing_modules, viscy):
+    import onnxruntime
+    from viscy_utils_testing import TinyRegressor
+
+    model = TinyRegressor(in_channels=2, out_channels=1, depth=3)
+    torch.nn.init.normal_(model.conv.weight)
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": model.state_dict()}, ckpt)
+    config = _write(
+        tmp_path / "export.yml",
+        f"""
+        model:
+          class_path: viscy_utils_testing.TinyRegressor
+          init_args:
+            in_channels: 2
+            depth: 3
+        export_path: {tmp_path / "model.onnx"}
+        ckpt_path: {ckpt}
+        """,
+    )
+    viscy("export", "-c", str(config))
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    x = torch.rand(3, 2, 3, 24, 20)  # batch and YX differ from the example input: dynamic axes
+    (onnx_out,) = session.run(["output"], {"input": x.numpy()})
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    np.testing.assert_allclose(onnx_out, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        viscy("export", "-c", str(config))
+
+
+def test_export_loads_checkpoint_strictly(tmp_path, testing_modules):
+    from viscy_utils_testing import TinyRegressor
+
+    from viscy_utils.trainer import VisCyTrainer
+
+    ckpt = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1, 1, 1, 1, 1)}}, ckpt)
+    trainer = VisCyTrainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        trainer.export(TinyRegressor(), tmp_path / "m.onnx", ckpt)
+    with pytest.raises(NotImplementedError, match="'torchscript'"):
+        trainer.export(TinyRegressor(), tmp_path / "m.pt", ckpt, format="torchscript")
