@@ -17,15 +17,29 @@ from viscy_utils.callbacks.embedding_writer import (
 
 def _batch(start: int, size: int, as_records: bool) -> dict:
     rows = [
-        {"fov_name": "/A/1/0", "track_id": i // 3, "t": i % 3, "id": i, "parent_track_id": -1, "parent_id": -1,
-         "y": 10, "x": 20}
+        {
+            "fov_name": "/A/1/0",
+            "track_id": i // 3,
+            "t": i % 3,
+            "id": i,
+            "parent_track_id": -1,
+            "parent_id": -1,
+            "y": 10,
+            "x": 20,
+        }
         for i in range(start, start + size)
     ]
-    index = rows if as_records else {k: torch.tensor([r[k] for r in rows]) if k != "fov_name" else
-                                     [r[k] for r in rows] for k in rows[0]}
+    index = (
+        rows
+        if as_records
+        else {k: torch.tensor([r[k] for r in rows]) if k != "fov_name" else [r[k] for r in rows] for k in rows[0]}
+    )
     generator = torch.Generator().manual_seed(start)
-    return {"features": torch.randn(size, 6, generator=generator), "projections": torch.randn(size, 3, generator=generator),
-            "index": index}
+    return {
+        "features": torch.randn(size, 6, generator=generator),
+        "projections": torch.randn(size, 3, generator=generator),
+        "index": index,
+    }
 
 
 def _trainer(datamodule=None) -> SimpleNamespace:
@@ -138,8 +152,12 @@ def test_read_legacy_xarray_embeddings(tmp_path, caplog):
     n = 4
     dataset = xr.Dataset(
         {"features": (("sample", "feature"), np.arange(n * 3, dtype=float).reshape(n, 3))},
-        coords={"fov_name": ("sample", ["/A/1/0"] * n), "track_id": ("sample", [0, 0, 1, 1]),
-                "t": ("sample", [0, 1, 0, 1]), "id": ("sample", range(n))},
+        coords={
+            "fov_name": ("sample", ["/A/1/0"] * n),
+            "track_id": ("sample", [0, 0, 1, 1]),
+            "t": ("sample", [0, 1, 0, 1]),
+            "id": ("sample", range(n)),
+        },
     )
     dataset.to_zarr(tmp_path / "legacy.zarr")
     assert get_available_index_columns(dataset) == ["fov_name", "track_id", "t", "id"]
