@@ -48,16 +48,17 @@ def _normalize_image(image: da.Array, subtrahend: Subtrahend, divisor: Divisor, 
     The divisor is floored at ``eps`` so that a constant image does not blow up.
     """
     flat = image.ravel().astype(np.float64)
-    percentiles = [] if subtrahend == "mean" else [float(subtrahend)]
+    wanted = [] if subtrahend == "mean" else [float(subtrahend)]
     if divisor != "std":
-        percentiles += [float(divisor[0]), float(divisor[1])]
-    values = da.percentile(flat, percentiles).compute() if percentiles else np.empty(0)
-    offset = float(flat.mean().compute()) if subtrahend == "mean" else float(values[0])
+        wanted += [float(divisor[0]), float(divisor[1])]
+    # dask.array.percentile expects increasing percentiles
+    levels = sorted(set(wanted))
+    values = dict(zip(levels, da.percentile(flat, levels).compute(), strict=True)) if levels else {}
+    offset = float(flat.mean().compute()) if subtrahend == "mean" else float(values[float(subtrahend)])
     if divisor == "std":
         scale = float(flat.std().compute())
     else:
-        low, high = values[-2:]
-        scale = float(high - low)
+        scale = float(values[float(divisor[1])] - values[float(divisor[0])])
     return (image - offset) / max(scale, eps)
 
 
