@@ -25,6 +25,7 @@ __all__ = [
     "STATISTIC_NAMES",
     "compute_statistics",
     "read_norm_meta",
+    "select_timepoint",
     "write_meta_field",
 ]
 
@@ -136,3 +137,36 @@ def read_norm_meta(node: ZattrsNode) -> dict[str, dict[str, Any]] | None:
     if not metadata:
         return None
     return _to_tensors(metadata)
+
+
+TIMEPOINT_LEVEL = "timepoint_statistics"
+"""Level holding per-time-point statistics, keyed by the time index as a string."""
+
+
+def select_timepoint(norm_meta: Mapping[str, Mapping[str, Any]] | None, t: int) -> dict[str, dict[str, Any]] | None:
+    """Resolve the time-point level of normalization metadata to one time point.
+
+    Parameters
+    ----------
+    norm_meta : Mapping or None
+        ``{channel: {level: ...}}`` as returned by :func:`read_norm_meta`.
+    t : int
+        Time index of the sample.
+
+    Returns
+    -------
+    dict or None
+        A new ``{channel: {level: {stat: value}}}`` whose ``timepoint_statistics`` holds the
+        statistics of time point ``t`` (the level is left out for channels without them);
+        the other levels are shared, not copied. ``None`` when ``norm_meta`` is ``None``.
+    """
+    if norm_meta is None:
+        return None
+    resolved = {}
+    for channel, levels in norm_meta.items():
+        channel_levels = {level: stats for level, stats in levels.items() if level != TIMEPOINT_LEVEL}
+        timepoint = levels.get(TIMEPOINT_LEVEL, {}).get(str(t))
+        if timepoint is not None:
+            channel_levels[TIMEPOINT_LEVEL] = timepoint
+        resolved[channel] = channel_levels
+    return resolved

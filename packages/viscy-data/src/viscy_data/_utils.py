@@ -1,0 +1,198 @@
+"""Helpers shared by the datasets and data modules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.data.utils import collate_meta_tensor
+from monai.transforms import CenterSpatialCrop, Cropd
+from torch import Tensor
+
+from viscy_data._ome_compat import open_ome_zarr
+from viscy_data._typing import DictTransform, NormMeta
+
+__all__ = ["BatchedCenterSpatialCropd"]
+
+
+class _BatchedCenterSpatialCrop(CenterSpatialCrop):
+    """Center crop of batched ``(B, C, *spatial)`` tensors; B and C are left untouched."""
+
+    def __init__(self, roi_size: Sequence[int] | int) -> None:
+        super().__init__(roi_size, lazy=False)
+
+    def __call__(self, img: Tensor, lazy: bool | None = None) -> Tensor:  # type: ignore[override]
+        slices = self.compute_slices(img.shape[2:])
+        return img[(slice(None), slice(None), *slices)]
+
+
+class BatchedCenterSpatialCropd(Cropd):
+    """Dictionary center crop of batched ``(B, C, *spatial)`` tensors.
+
+    Parameters
+    ----------
+    keys : str or Sequence[str]
+        Keys of the tensors to crop.
+    roi_size : int or Sequence[int]
+        Spatial size of the crop; a non-positive entry keeps that dimension whole.
+    allow_missing_keys : bool
+        Skip keys missing from the data instead of raising.
+    """
+
+    def __init__(
+        self, keys: str | Sequence[str], roi_size: Sequence[int] | int, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, cropper=_BatchedCenterSpatialCrop(roi_size), allow_missing_keys=allow_missing_keys)
+
+
+def _ensure_channel_list(str_or_seq: str | Iterable[str]) -> list[str]:
+    """Return channel names as a list: a string becomes a one-element list."""
+    if isinstance(str_or_seq, str):
+        return [str_or_seq]
+    if isinstance(str_or_seq, Iterable):
+        return list(str_or_seq)
+    raise TypeError(f"Channel argument must be a string or sequence of strings, got {str_or_seq!r}.")
+
+
+def _search_int_in_str(pattern: str, file_name: str) -> str:
+    """Return the first match of ``pattern`` in ``file_name`` (as a string)."""
+    match = re.search(pattern, file_name)
+    if match is None:
+        raise ValueError(f"Cannot find pattern {pattern!r} in {file_name!r}.")
+    return match.group()
+
+
+def _channel_indices(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
+    """Return the indices of ``wanted`` channels, failing with the list of channels present."""
+    available = list(available)
+    missing = [name for name in wanted if name not in available]
+    if missing:
+        raise ValueError(f"Channel(s) {missing} not found; the data has channels {available}.")
+    return [available.index(name) for name in wanted]
+
+
+def _validate_store_channels(store_path: Path, channels: Sequence[str]) -> None:
+    """Fail fast when a store is missing or lacks a channel (the message lists its channels)."""
+    if not Path(store_path).exists():
+        raise FileNotFoundError(f"OME-Zarr store not found: {store_path}")
+    with open_ome_zarr(store_path, layout="auto", mode="r") as node:
+        _channel_indices(node.channel_names, channels)
+
+
+def _loader_kwargs(
+    num_workers: int, prefetch_factor: int | None, persistent_workers: bool, pin_memory: bool
+) -> dict[str, Any]:
+    """DataLoader worker arguments; worker-only options are passed only with workers."""
+    kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
+    if num_workers > 0:
+        kwargs["prefetch_factor"] = prefetch_factor
+        kwargs["persistent_workers"] = persistent_workers
+    return kwargs
+
+
+def _require_columns(columns: Iterable[Hashable], required: Iterable[str], what: str) -> None:
+    """Fail naming the missing columns and the columns found."""
+    found = list(columns)
+    missing = [name for name in required if name not in found]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {missing}; columns found: {found}.")
+
+
+def _split_indices(n: int, split_ratio: float, seed: int) -> tuple[list[int], list[int]]:
+    """Shuffle ``range(n)`` with a seeded generator and split it into train and validation.
+
+    The first ``int(n * split_ratio)`` shuffled indices are for training; the split is the
+    same on every process given the same seed.
+    """
+    if not 0.0 < split_ratio <= 1.0:
+        raise ValueError(f"split_ratio must be in (0, 1], got {split_ratio}.")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_train = int(n * split_ratio)
+    if n_train == 0:
+        raise ValueError(f"split_ratio {split_ratio} leaves no training FOV out of {n}.")
+    return order[:n_train], order[n_train:]
+
+
+def collate_norm_meta(norm_metas: Sequence[NormMeta | None]) -> NormMeta | None:
+    """Stack per-sample normalization metadata into ``{channel: {level: {stat: (B,) Tensor}}}``.
+
+    Parameters
+    ----------
+    norm_metas : Sequence[NormMeta or None]
+        One entry per sample, with time points already resolved
+        (:func:`viscy_data.normalization.select_timepoint`).
+
+    Returns
+    -------
+    NormMeta or None
+        ``None`` when no sample has metadata.
+
+    Raises
+    ------
+    ValueError
+        If only some samples have metadata.
+    """
+    missing = sum(meta is None for meta in norm_metas)
+    if missing == len(norm_metas):
+        return None
+    if missing:
+        raise ValueError(
+            f"{missing} of {len(norm_metas)} samples have no normalization metadata while the others do; "
+            "write it for every FOV (viscy preprocess) or for none."
+        )
+    return collate_meta_tensor(list(norm_metas))
+
+
+def _collate_samples(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collate samples, flattening the per-stack lists of multi-sample crops.
+
+    A sample value that is a ``list`` (k patches cropped from one stack) is extended into
+    the batch, so B/k stacks with k patches each give a batch of B. Tuples such as the
+    ``index`` are collated like PyTorch does: ``index`` becomes ``[names, t, z]``.
+    ``norm_meta`` goes through :func:`collate_norm_meta`.
+    """
+    collated: dict[str, Any] = {}
+    for key in batch[0]:
+        values: list[Any] = []
+        for sample in batch:
+            value = sample.get(key)
+            if isinstance(value, list):
+                values.extend(value)
+            else:
+                values.append(value)
+        collated[key] = collate_norm_meta(values) if key == "norm_meta" else collate_meta_tensor(values)
+    if "norm_meta" not in collated and any("norm_meta" in sample for sample in batch):
+        collated["norm_meta"] = collate_norm_meta([sample.get("norm_meta") for sample in batch])
+    return collated
+
+
+def _scatter_channels(
+    channel_names: Sequence[str], patch: Tensor, norm_meta: Sequence[NormMeta | None] | NormMeta | None
+) -> dict[str, Tensor | NormMeta]:
+    """Split a batched ``(B, C, Z, Y, X)`` patch into ``{channel: (B, 1, Z, Y, X)}``."""
+    if len(channel_names) != patch.shape[1]:
+        raise ValueError(f"{len(channel_names)} channel names {list(channel_names)} for {patch.shape[1]} channels.")
+    channels: dict[str, Any] = {name: patch[:, c : c + 1] for c, name in enumerate(channel_names)}
+    if isinstance(norm_meta, Sequence):
+        norm_meta = collate_norm_meta(norm_meta)
+    if norm_meta is not None:
+        channels["norm_meta"] = norm_meta
+    return channels
+
+
+def _gather_channels(channels: dict[str, Tensor | NormMeta]) -> Tensor:
+    """Concatenate ``{channel: (B, 1, ...)}`` along dim 1, dropping ``norm_meta``."""
+    return torch.cat([value for key, value in channels.items() if key != "norm_meta"], dim=1)
+
+
+def _transform_channel_wise(
+    transform: DictTransform,
+    channel_names: Sequence[str],
+    patch: Tensor,
+    norm_meta: Sequence[NormMeta | None] | NormMeta | None,
+) -> Tensor:
+    """Apply a dictionary transform to a batched patch keyed by channel name."""
+    return _gather_channels(transform(_scatter_channels(channel_names, patch, norm_meta)))

@@ -1,0 +1,45 @@
+"""Distributed sampling that keeps each rank on its own part of the dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data.distributed import DistributedSampler
+
+__all__ = ["ShardedDistributedSampler"]
+
+
+class ShardedDistributedSampler(DistributedSampler):
+    """Distributed sampler giving each rank one contiguous shard of the dataset.
+
+    Arguments are those of :class:`torch.utils.data.distributed.DistributedSampler`:
+    ``(dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False)``.
+
+    Rank ``r`` owns indices ``[r * N // R, (r + 1) * N // R)`` in every epoch: shards are
+    disjoint, together cover the dataset, and never change owner, so per-rank caches stay
+    local. Every rank yields ``num_samples`` indices of its own shard, in an order drawn from
+    a generator seeded by ``(seed, epoch, rank)`` (in index order without ``shuffle``):
+    a shard shorter than ``num_samples`` repeats from its start, a longer one (only with
+    ``drop_last``) is cut, so with ``shuffle`` a different subset is dropped each epoch.
+    """
+
+    def _shard(self) -> tuple[int, int]:
+        n_items = len(self.dataset)
+        return self.rank * n_items // self.num_replicas, (self.rank + 1) * n_items // self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        start, stop = self._shard()
+        size = stop - start
+        n_items = len(self.dataset)
+        if size == 0:
+            # fewer items than ranks: borrow one so that every rank yields the same count
+            return iter([self.rank % n_items] * self.num_samples if n_items else [])
+        if self.shuffle:
+            seed = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)[0]
+            order = torch.randperm(size, generator=torch.Generator().manual_seed(int(seed)))
+        else:
+            order = torch.arange(size)
+        repeats = -(-self.num_samples // size)
+        return iter((order.repeat(repeats)[: self.num_samples] + start).tolist())

@@ -1,0 +1,512 @@
+"""Sliding-window Z-stack datasets and the virtual-staining data module for HCS OME-Zarr plates."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import tempfile
+import warnings
+from collections.abc import Sequence
+from glob import glob
+from pathlib import Path
+from typing import Any
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from iohub.ngff import Plate, Position
+from lightning.pytorch import LightningDataModule
+from monai.data import set_track_meta
+from monai.transforms import CenterSpatialCropd, Compose, MapTransform, MultiSampleTrait, RandAffined
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from viscy_data._cache import copy_plate_to_cache, store_cache_dir
+from viscy_data._ome_compat import array_name, fov_name, open_ome_zarr
+from viscy_data._typing import ChannelMap, DictTransform, HCSStackIndex, Sample
+from viscy_data._utils import (
+    _channel_indices,
+    _collate_samples,
+    _ensure_channel_list,
+    _loader_kwargs,
+    _search_int_in_str,
+    _split_indices,
+    _validate_store_channels,
+)
+from viscy_data.normalization import read_norm_meta, select_timepoint
+
+__all__ = ["HCSDataModule", "MaskTestDataset", "SlidingWindowDataset"]
+
+_logger = logging.getLogger(__name__)
+
+
+class SlidingWindowDataset(Dataset):
+    """Every Z window of every time point of a list of FOVs.
+
+    Parameters
+    ----------
+    positions : list[Position]
+        FOVs sharing one channel order.
+    channels : ChannelMap
+        Source and optional target channel names.
+    z_window_size : int
+        Number of Z slices per sample.
+    array_key : str
+        Image array (multiscale level) to read.
+    transform : DictTransform, optional
+        Applied to ``{channel: (1, Z, Y, X)}`` (plus ``norm_meta`` and, with targets,
+        ``weight``); may return a list of such dicts (multi-sample crops).
+    load_normalization_metadata : bool
+        Add each FOV's normalization metadata, resolved to the sample's time point, as
+        ``norm_meta`` (only for FOVs that have it).
+    """
+
+    def __init__(
+        self,
+        positions: list[Position],
+        channels: ChannelMap,
+        z_window_size: int,
+        array_key: str = "0",
+        transform: DictTransform | None = None,
+        load_normalization_metadata: bool = True,
+    ) -> None:
+        super().__init__()
+        if not positions:
+            raise ValueError("SlidingWindowDataset needs at least one position.")
+        self.positions = positions
+        self.channels = {key: _ensure_channel_list(value) for key, value in channels.items()}
+        self.source_ch_idx = _position_channel_indices(positions, self.channels["source"])
+        self.target_ch_idx = (
+            _position_channel_indices(positions, self.channels["target"]) if "target" in self.channels else None
+        )
+        self.z_window_size = z_window_size
+        self.array_key = array_key
+        self.transform = transform
+        self.load_normalization_metadata = load_normalization_metadata
+        self._get_windows()
+
+    def _get_windows(self) -> None:
+        """Count the windows of every FOV and read each FOV's normalization metadata once."""
+        self.window_keys: list[int] = []
+        self.window_arrays = []
+        self.window_norm_meta = []
+        total = 0
+        for position in self.positions:
+            if self.array_key not in position.array_keys():
+                raise KeyError(
+                    f"Array {self.array_key!r} not found in FOV {fov_name(position)}; "
+                    f"arrays present: {list(position.array_keys())}."
+                )
+            image = position[self.array_key]
+            z_windows = image.slices - self.z_window_size + 1
+            if z_windows < 1:
+                raise IndexError(
+                    f"Z window size {self.z_window_size} is larger than the number of Z slices "
+                    f"({image.slices}) of FOV {fov_name(position)}."
+                )
+            total += image.frames * z_windows
+            self.window_keys.append(total)
+            self.window_arrays.append(image)
+            self.window_norm_meta.append(read_norm_meta(position) if self.load_normalization_metadata else None)
+        self._max_window = total
+
+    def __len__(self) -> int:
+        return self._max_window
+
+    def _find_window(self, index: int) -> tuple[Any, int, dict | None]:
+        """Return the image array, the window index inside it and the FOV's norm meta."""
+        if not 0 <= index < self._max_window:
+            raise IndexError(f"Index {index} out of range for {self._max_window} windows.")
+        fov = bisect.bisect_right(self.window_keys, index)
+        start = self.window_keys[fov - 1] if fov > 0 else 0
+        return self.window_arrays[fov], index - start, self.window_norm_meta[fov]
+
+    def _read_img_window(self, image: Any, channel_index: list[int], time_index: int, z_index: int) -> list[Tensor]:
+        """Read one window as a ``(1, Z, Y, X)`` float32 tensor per channel."""
+        selection = image.oindex[time_index : time_index + 1, channel_index, z_index : z_index + self.z_window_size]
+        return list(torch.from_numpy(np.asarray(selection, dtype=np.float32)).unbind(dim=1))
+
+    def _stack_channels(self, sample_images: dict[str, Tensor], key: str) -> Tensor:
+        return torch.stack([sample_images[name][0] for name in self.channels[key]])
+
+    def __getitem__(self, index: int) -> Sample:
+        image, window, norm_meta = self._find_window(index)
+        z_windows = image.slices - self.z_window_size + 1
+        time_index, z_index = divmod(window, z_windows)
+        names = list(self.channels["source"])
+        channel_index = list(self.source_ch_idx)
+        if self.target_ch_idx is not None:
+            names += self.channels["target"]
+            channel_index += self.target_ch_idx
+        sample_images: dict[str, Any] = dict(
+            zip(names, self._read_img_window(image, channel_index, time_index, z_index), strict=True)
+        )
+        if self.target_ch_idx is not None:
+            sample_images["weight"] = sample_images[self.channels["target"][0]]
+        norm_meta = select_timepoint(norm_meta, time_index)
+        if norm_meta is not None:
+            sample_images["norm_meta"] = norm_meta
+        if self.transform is not None:
+            sample_images = self.transform(sample_images)
+        index_tuple = HCSStackIndex(array_name(image), time_index, z_index)
+        if isinstance(sample_images, list):
+            return self._format_samples(sample_images, index_tuple, norm_meta, many=True)
+        return self._format_samples([sample_images], index_tuple, norm_meta, many=False)
+
+    def _format_samples(
+        self, images: list[dict[str, Tensor]], index: HCSStackIndex, norm_meta: dict | None, many: bool
+    ) -> Sample:
+        """Stack channels into ``source`` / ``target``, one entry per crop when ``many``."""
+        sources = [self._stack_channels(d, "source") for d in images]
+        sample: Sample = {"index": index, "source": sources if many else sources[0]}
+        if self.target_ch_idx is not None:
+            targets = [self._stack_channels(d, "target") for d in images]
+            sample["target"] = targets if many else targets[0]
+        if self.load_normalization_metadata and norm_meta is not None:
+            sample["norm_meta"] = norm_meta
+        return sample
+
+
+def _position_channel_indices(positions: Sequence[Position], names: Sequence[str]) -> list[int]:
+    """Channel indices on the first position; every position must have the same channels."""
+    reference = list(positions[0].channel_names)
+    for position in positions[1:]:
+        if list(position.channel_names) != reference:
+            raise ValueError(
+                f"FOV {fov_name(position)} has channels {list(position.channel_names)}, "
+                f"but FOV {fov_name(positions[0])} has {reference}; all FOVs must share one channel order."
+            )
+    return _channel_indices(reference, names)
+
+
+class MaskTestDataset(SlidingWindowDataset):
+    """Sliding windows with ground-truth masks for testing (use batch size 1).
+
+    Masks are PNG files named like ``..._p003_z12_cp_masks.png`` (position 3, Z slice 12,
+    time point 0). A window gets ``labels`` (int16) when its FOV number, time point and
+    centre slice have a mask.
+
+    Parameters
+    ----------
+    positions, channels, z_window_size, transform, array_key, load_normalization_metadata
+        As :class:`SlidingWindowDataset`.
+    ground_truth_masks : str or Path, optional
+        Directory holding the ``*cp_masks.png`` files; no labels when None.
+    """
+
+    def __init__(
+        self,
+        positions: list[Position],
+        channels: ChannelMap,
+        z_window_size: int,
+        transform: DictTransform | None = None,
+        ground_truth_masks: str | Path | None = None,
+        array_key: str = "0",
+        load_normalization_metadata: bool = True,
+    ) -> None:
+        super().__init__(
+            positions=positions,
+            channels=channels,
+            z_window_size=z_window_size,
+            array_key=array_key,
+            transform=transform,
+            load_normalization_metadata=load_normalization_metadata,
+        )
+        self.masks: dict[tuple[int, int, int], Path] = {}
+        if ground_truth_masks is None:
+            return
+        mask_dir = Path(ground_truth_masks)
+        if not mask_dir.is_dir():
+            raise NotADirectoryError(f"ground_truth_masks {mask_dir} is not a directory.")
+        for mask_path in sorted(glob(str(mask_dir / "*cp_masks.png"))):
+            name = Path(mask_path).name
+            position_number = int(_search_int_in_str(r"(?<=_p)\d{3}", name))
+            z_number = int(_search_int_in_str(r"(?<=_z)\d+", name))
+            self.masks[(position_number, 0, z_number)] = Path(mask_path)
+        _logger.info("Found %d ground-truth masks in %s", len(self.masks), mask_dir)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = super().__getitem__(index)
+        image_name, time_index, z_index = sample["index"]
+        position_number = int(image_name.strip("/").split("/")[-2])
+        key = (position_number, int(time_index), int(z_index) + self.z_window_size // 2)
+        if key in self.masks:
+            sample["labels"] = torch.from_numpy(iio.imread(self.masks[key]).astype(np.int16))
+        return sample
+
+
+class HCSDataModule(LightningDataModule):
+    """Virtual-staining data: source and target Z windows of an HCS OME-Zarr plate.
+
+    Parameters
+    ----------
+    data_path : str
+        HCS OME-Zarr plate (or, for prediction, one FOV of a plate).
+    source_channel : str or Sequence[str]
+        Input channels.
+    target_channel : str or Sequence[str]
+        Output channels.
+    z_window_size : int
+        Z slices per sample.
+    split_ratio : float
+        Fraction of FOVs used for training; the rest validate.
+    batch_size : int
+        Samples per batch.
+    num_workers : int
+        Data loading worker processes.
+    target_2d : bool
+        Keep only the centre slice of the target.
+    yx_patch_size : tuple[int, int]
+        Final YX size of training and validation samples.
+    normalizations : list[MapTransform], optional
+        Applied first, in every stage.
+    augmentations : list[MapTransform], optional
+        Applied to training samples only.
+    caching : bool
+        Copy the plate to a local cache directory (``$TMPDIR``) in ``prepare_data`` and read
+        fit and test data from there. Works for zarr formats 2 and 3.
+    ground_truth_masks : Path, optional
+        Directory of ``*cp_masks.png`` files used in the test stage.
+    persistent_workers : bool
+        Keep workers alive between epochs (only with ``num_workers > 0``).
+    prefetch_factor : int, optional
+        Batches prefetched per worker (only with ``num_workers > 0``).
+    array_key : str
+        Image array (multiscale level) to read.
+    pin_memory : bool
+        Pin batches in page-locked memory.
+    seed : int
+        Seed of the train/validation FOV split and of the training shuffle.
+    """
+
+    def __init__(
+        self,
+        data_path: str,
+        source_channel: str | Sequence[str],
+        target_channel: str | Sequence[str],
+        z_window_size: int,
+        split_ratio: float = 0.8,
+        batch_size: int = 16,
+        num_workers: int = 8,
+        target_2d: bool = False,
+        yx_patch_size: tuple[int, int] = (256, 256),
+        normalizations: list[MapTransform] | None = None,
+        augmentations: list[MapTransform] | None = None,
+        caching: bool = False,
+        ground_truth_masks: Path | None = None,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        array_key: str = "0",
+        pin_memory: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.data_path = Path(data_path)
+        self.source_channel = _ensure_channel_list(source_channel)
+        self.target_channel = _ensure_channel_list(target_channel)
+        self.z_window_size = z_window_size
+        self.split_ratio = split_ratio
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.target_2d = target_2d
+        self.yx_patch_size = tuple(yx_patch_size)
+        self.normalizations = list(normalizations or [])
+        self.augmentations = list(augmentations or [])
+        self.caching = caching
+        self.ground_truth_masks = ground_truth_masks
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
+        self.array_key = array_key
+        self.pin_memory = pin_memory
+        self.seed = seed
+        self.prepare_data_per_node = True
+        self.train_patches_per_stack = 1
+        self.train_z_scale_range = (0.0, 0.0)
+        self._check_inputs()
+
+    def _check_inputs(self) -> None:
+        """Validate the data path and channels at construction."""
+        if self.z_window_size < 1:
+            raise ValueError(f"z_window_size must be at least 1, got {self.z_window_size}.")
+        _validate_store_channels(self.data_path, self.source_channel + self.target_channel)
+
+    @property
+    def cache_path(self) -> Path:
+        """Local copy of the plate used when ``caching`` is on (unique per source store)."""
+        return store_cache_dir(self.data_path, tempfile.gettempdir()) / self.data_path.name
+
+    @property
+    def maybe_cached_data_path(self) -> Path:
+        """Where fit and test data are read from."""
+        return self.cache_path if self.caching else self.data_path
+
+    def prepare_data(self) -> None:
+        """Copy the plate to :attr:`cache_path` when ``caching`` is on (once per node)."""
+        if self.caching:
+            copy_plate_to_cache(self.data_path, self.cache_path, array_key=self.array_key)
+
+    @property
+    def _base_dataset_settings(self) -> dict[str, Any]:
+        return {
+            "channels": {"source": self.source_channel},
+            "z_window_size": self.z_window_size,
+            "array_key": self.array_key,
+        }
+
+    def setup(self, stage: str | None) -> None:
+        """Build the datasets of a stage: ``fit``, ``validate``, ``test`` or ``predict``."""
+        if stage in ("fit", "validate"):
+            self._setup_fit(self._base_dataset_settings)
+        elif stage == "test":
+            self._setup_test(self._base_dataset_settings)
+        elif stage == "predict":
+            self._setup_predict(self._base_dataset_settings)
+        else:
+            raise NotImplementedError(f"Stage {stage!r} is not supported; use fit, validate, test or predict.")
+
+    def _open_plate(self, path: Path) -> Plate:
+        return open_ome_zarr(path, layout="hcs", mode="r")
+
+    def _split_positions(self, positions: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Split items (one per FOV) into train and validation with the seeded generator."""
+        train_index, val_index = _split_indices(len(positions), self.split_ratio, self.seed)
+        return [positions[i] for i in train_index], [positions[i] for i in val_index]
+
+    def _setup_fit(self, dataset_settings: dict[str, Any]) -> None:
+        train_transform, val_transform = self._fit_transform()
+        dataset_settings = dict(dataset_settings)
+        dataset_settings["channels"] = {"source": self.source_channel, "target": self.target_channel}
+        plate = self._open_plate(self.maybe_cached_data_path)
+        positions = [position for _, position in plate.positions()]
+        set_track_meta(False)
+        train_positions, val_positions = self._split_positions(positions)
+        train_z_window = self.z_window_size
+        z_scale_high = self.train_z_scale_range[1]
+        if z_scale_high > 0:
+            train_z_window = math.ceil(self.z_window_size * (1 + z_scale_high))
+            train_z_window -= train_z_window % 2
+            _logger.info("Training Z window expanded to %d slices for Z scaling.", train_z_window)
+        self.train_dataset = SlidingWindowDataset(
+            train_positions, transform=train_transform, **{**dataset_settings, "z_window_size": train_z_window}
+        )
+        self.val_dataset = SlidingWindowDataset(val_positions, transform=val_transform, **dataset_settings)
+
+    def _setup_test(self, dataset_settings: dict[str, Any]) -> None:
+        if self.batch_size != 1:
+            _logger.warning("Ignoring batch size %d in test stage (test batches hold one sample).", self.batch_size)
+        dataset_settings = dict(dataset_settings)
+        dataset_settings["channels"] = {"source": self.source_channel, "target": self.target_channel}
+        plate = self._open_plate(self.maybe_cached_data_path)
+        positions = [position for _, position in plate.positions()]
+        transform = Compose(self.normalizations)
+        if self.ground_truth_masks is not None:
+            self.test_dataset = MaskTestDataset(
+                positions, transform=transform, ground_truth_masks=self.ground_truth_masks, **dataset_settings
+            )
+        else:
+            self.test_dataset = SlidingWindowDataset(positions, transform=transform, **dataset_settings)
+
+    def _positions_maybe_single(self) -> list[Position]:
+        """Every position of the plate, or just the one ``data_path`` points at."""
+        node = open_ome_zarr(self.data_path, layout="auto", mode="r")
+        if isinstance(node, Position):
+            plate_path = self.data_path.parent.parent.parent
+            try:
+                plate = self._open_plate(plate_path)
+            except (FileNotFoundError, OSError, RuntimeError, KeyError) as error:
+                raise FileNotFoundError(
+                    f"Parent HCS store not found at {plate_path} for FOV {self.data_path}."
+                ) from error
+            name = "/".join(self.data_path.parts[-3:])
+            return [plate[name]]
+        return [position for _, position in node.positions()]
+
+    def _setup_predict(self, dataset_settings: dict[str, Any]) -> None:
+        set_track_meta(True)
+        if self.caching:
+            warnings.warn("Ignoring caching config in 'predict' stage.", stacklevel=2)
+        positions = self._positions_maybe_single()
+        self.predict_dataset = SlidingWindowDataset(
+            positions, transform=Compose(self.normalizations), **dataset_settings
+        )
+
+    def _final_crop(self) -> CenterSpatialCropd:
+        return CenterSpatialCropd(
+            keys=self.source_channel + self.target_channel,
+            roi_size=(self.z_window_size, *self.yx_patch_size),
+        )
+
+    def _fit_transform(self) -> tuple[Compose, Compose]:
+        """Training (normalize, augment, crop) and validation (normalize, crop) transforms."""
+        final_crop = [self._final_crop()]
+        train_transform = Compose(self.normalizations + self._train_transform() + final_crop)
+        val_transform = Compose(self.normalizations + final_crop)
+        return train_transform, val_transform
+
+    def _train_transform(self) -> list[MapTransform]:
+        """Inspect augmentations for Z scaling and multi-sample crops."""
+        self.train_patches_per_stack = 1
+        z_scale_low, z_scale_high = 0.0, 0.0
+        affines = [aug for aug in self.augmentations if isinstance(aug, RandAffined)]
+        if len(affines) > 1:
+            raise ValueError(f"Only one RandAffined augmentation is supported, got {len(affines)}.")
+        if affines:
+            z_scale = affines[0].rand_affine.rand_affine_grid.scale_range[0]
+            if isinstance(z_scale, float | int):
+                z_scale_low, z_scale_high = -float(z_scale), float(z_scale)
+            else:
+                z_scale_low, z_scale_high = (float(v) for v in z_scale)
+            if not z_scale_low <= 0.0 <= z_scale_high:
+                raise ValueError(f"The Z scale range of RandAffined must contain 0, got {(z_scale_low, z_scale_high)}.")
+        for aug in self.augmentations:
+            if isinstance(aug, MultiSampleTrait):
+                num_samples = aug.cropper.num_samples
+                if self.batch_size % num_samples != 0:
+                    raise ValueError(
+                        f"Batch size must be divisible by `num_samples` per stack; "
+                        f"got batch size {self.batch_size} and num_samples {num_samples}."
+                    )
+                self.train_patches_per_stack = num_samples
+        self.train_z_scale_range = (z_scale_low, z_scale_high)
+        return list(self.augmentations)
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, **kwargs: Any) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=_collate_samples,
+            **_loader_kwargs(self.num_workers, self.prefetch_factor, self.persistent_workers, self.pin_memory),
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Return shuffled training batches of ``batch_size`` patches (stacks times patches per stack)."""
+        return self._loader(
+            self.train_dataset, self.batch_size // self.train_patches_per_stack, shuffle=True, drop_last=True
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Return validation batches, in order."""
+        return self._loader(self.val_dataset, self.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Return test batches of one sample."""
+        return self._loader(self.test_dataset, 1, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Return prediction batches, in order."""
+        return self._loader(self.predict_dataset, self.batch_size, shuffle=False)
+
+    def on_before_batch_transfer(self, batch: Sample | Tensor, dataloader_idx: int) -> Sample | Tensor:
+        """Keep only the centre target slice when ``target_2d`` (not while predicting)."""
+        predicting = self.trainer is not None and self.trainer.predicting
+        if predicting or isinstance(batch, Tensor):
+            return batch
+        if self.target_2d and "target" in batch:
+            center = self.z_window_size // 2
+            batch["target"] = batch["target"][:, :, center : center + 1]
+        return batch

@@ -1,0 +1,573 @@
+"""Contrastive triplets of tracked cells: anchors, temporal positives and negatives.
+
+Needs the ``[triplet]`` extra (tensorstore) for patch reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from iohub.ngff import Position
+from monai.data import ThreadDataLoader, set_track_meta
+from monai.data.utils import no_collation
+from monai.transforms import Compose, MapTransform
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from viscy_data._ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore
+from viscy_data._optional import import_optional
+from viscy_data._typing import INDEX_COLUMNS, DictTransform, NormMeta, TripletSample
+from viscy_data._utils import (
+    BatchedCenterSpatialCropd,
+    _channel_indices,
+    _loader_kwargs,
+    _require_columns,
+    _transform_channel_wise,
+)
+from viscy_data.hcs import HCSDataModule
+from viscy_data.normalization import read_norm_meta, select_timepoint
+from viscy_data.select import _select_positions
+
+__all__ = ["TripletDataModule", "TripletDataset"]
+
+_logger = logging.getLogger(__name__)
+
+TRACK_REQUIRED_COLUMNS = ("track_id", "t", "id", "parent_track_id", "parent_id", "y", "x")
+"""Columns every tracks table needs; ``z`` is optional."""
+
+_OPTIONAL_INDEX_COLUMNS = ("z", "y", "x")
+
+
+def _tensorstore_context(cache_pool_bytes: int) -> Any:
+    """Tensorstore resources: copy concurrency from SLURM or the CPU count, and a chunk cache."""
+    ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
+    concurrency = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 4)
+    return ts.Context(
+        {
+            "data_copy_concurrency": {"limit": concurrency},
+            "cache_pool": {"total_bytes_limit": cache_pool_bytes},
+        }
+    )
+
+
+class TripletDataset(Dataset):
+    """Patches of tracked cells for contrastive learning, read in batches with tensorstore.
+
+    Use through ``__getitems__`` (a DataLoader with an identity collate does): one batched
+    read per batch.
+
+    Parameters
+    ----------
+    positions : list[Position]
+        FOVs sharing one channel order.
+    tracks_tables : list[pd.DataFrame]
+        One Ultrack tracks table per position (``track_id, t, id, parent_track_id,
+        parent_id, [z], y, x``). The tables are not modified.
+    channel_names : list[str]
+        Channels to read.
+    initial_yx_patch_size : tuple[int, int]
+        YX size of the patches read around each cell centroid.
+    z_range : slice
+        Z slices to read.
+    fit : bool
+        Return positives (and negatives); otherwise return the tracking ``index``.
+    predict_cells : bool
+        Keep only the cells given by ``include_fov_names`` and ``include_track_ids``.
+    include_fov_names : list[str], optional
+        FOV of each cell kept with ``predict_cells``.
+    include_track_ids : list[int], optional
+        Track of each cell kept with ``predict_cells``.
+    time_interval : "any" or int
+        Positives are the same cell ``time_interval`` frames later (anchors without one are
+        left out); with ``"any"`` a positive is a copy of its anchor, augmented differently.
+    return_negative : bool
+        Return a negative (another track) per anchor when fitting.
+    cache_pool_bytes : int
+        Tensorstore chunk cache size; 0 disables it.
+    seed : int
+        Seed of the negative sampling; a batch of the same indices gets the same negatives.
+    """
+
+    def __init__(
+        self,
+        positions: list[Position],
+        tracks_tables: list[pd.DataFrame],
+        channel_names: list[str],
+        initial_yx_patch_size: tuple[int, int],
+        z_range: slice,
+        fit: bool = True,
+        predict_cells: bool = False,
+        include_fov_names: list[str] | None = None,
+        include_track_ids: list[int] | None = None,
+        time_interval: Literal["any"] | int = "any",
+        return_negative: bool = True,
+        cache_pool_bytes: int = 0,
+        seed: int = 0,
+    ) -> None:
+        import_optional("tensorstore", extra="triplet", feature="TripletDataset")
+        if len(positions) != len(tracks_tables):
+            raise ValueError(f"{len(positions)} positions but {len(tracks_tables)} tracks tables.")
+        if not positions:
+            raise ValueError("TripletDataset needs at least one position.")
+        if time_interval != "any" and (not isinstance(time_interval, int) or time_interval < 0):
+            raise ValueError(f"time_interval must be 'any' or a non-negative int, got {time_interval!r}.")
+        self.positions = positions
+        self.channel_names = list(channel_names)
+        self.channel_indices = _channel_indices(positions[0].channel_names, self.channel_names)
+        self.z_range = z_range
+        self.fit = fit
+        self.yx_patch_size = tuple(initial_yx_patch_size)
+        self.predict_cells = predict_cells
+        self.include_fov_names = include_fov_names
+        self.include_track_ids = include_track_ids
+        self.time_interval = time_interval
+        self.return_negative = return_negative
+        self.cache_pool_bytes = cache_pool_bytes
+        self.seed = seed
+        self._context = None
+        self._stores: dict[str, Any] = {}
+        self._store_lock = threading.Lock()
+        self._norm_meta = [read_norm_meta(position) for position in positions]
+        self.tracks = self._filter_tracks(tracks_tables)
+        if predict_cells:
+            self.tracks = self._select_cells(self.tracks)
+        self.valid_anchors = self._filter_anchors(self.tracks)
+        self._index_rows()
+
+    def _filter_tracks(self, tracks_tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """Concatenate the tables, keeping cells whose patch lies inside their image."""
+        z_start, z_stop = self.z_range.start or 0, self.z_range.stop
+        half_y, half_x = self.yx_patch_size[0] // 2, self.yx_patch_size[1] // 2
+        filtered = []
+        n_dropped = 0
+        for position_index, (position, table) in enumerate(zip(self.positions, tracks_tables, strict=True)):
+            name = fov_name(position)
+            _require_columns(table.columns, TRACK_REQUIRED_COLUMNS, f"Tracks table of FOV {name}")
+            n_frames, _, n_slices, height, width = position["0"].shape
+            if z_stop is None or not 0 <= z_start < z_stop <= n_slices:
+                raise ValueError(f"z_range {self.z_range} is outside the {n_slices} Z slices of FOV {name}.")
+            inside = (
+                table["y"].gt(half_y)
+                & table["y"].lt(height - half_y)
+                & table["x"].gt(half_x)
+                & table["x"].lt(width - half_x)
+                & table["t"].between(0, n_frames - 1)
+            )
+            n_dropped += int((~inside).sum())
+            kept = table[inside].copy()
+            kept["fov_name"] = name
+            kept["global_track_id"] = name + "_" + kept["track_id"].astype(str)
+            kept["position"] = [position] * len(kept)
+            kept["_position_index"] = position_index
+            filtered.append(kept)
+        if n_dropped:
+            _logger.warning(
+                "Dropped %d of %d tracked cells whose %s patch crosses the image border or whose t is past the movie.",
+                n_dropped,
+                sum(len(table) for table in tracks_tables),
+                self.yx_patch_size,
+            )
+        return pd.concat(filtered, ignore_index=True)
+
+    def _select_cells(self, tracks: pd.DataFrame) -> pd.DataFrame:
+        """Keep the (FOV, track) pairs of ``include_fov_names`` and ``include_track_ids``."""
+        fovs, track_ids = self.include_fov_names or [], self.include_track_ids or []
+        if len(fovs) != len(track_ids):
+            raise ValueError(f"{len(fovs)} include_fov_names but {len(track_ids)} include_track_ids.")
+        wanted = pd.MultiIndex.from_arrays([fovs, track_ids], names=["fov_name", "track_id"])
+        keys = pd.MultiIndex.from_frame(tracks[["fov_name", "track_id"]])
+        selected = tracks[keys.isin(wanted)].reset_index(drop=True)
+        _logger.info("Predicting %d rows of %d selected cells.", len(selected), len(wanted))
+        return selected
+
+    def _filter_anchors(self, tracks: pd.DataFrame) -> pd.DataFrame:
+        """Return the rows that have a positive ``time_interval`` frames later in their track."""
+        if self.time_interval == "any" or not self.fit:
+            return tracks
+        keys = pd.MultiIndex.from_arrays([tracks["global_track_id"], tracks["t"]])
+        later = pd.MultiIndex.from_arrays([tracks["global_track_id"], tracks["t"] + self.time_interval])
+        return tracks[later.isin(keys)]
+
+    def _index_rows(self) -> None:
+        """Precompute per-row arrays so that a batch needs no pandas work but one ``take``."""
+        tracks = self.tracks
+        self._row_position = tracks["_position_index"].to_numpy()
+        self._row_t = tracks["t"].to_numpy(dtype=np.int64)
+        self._row_y = tracks["y"].to_numpy().astype(np.int64)
+        self._row_x = tracks["x"].to_numpy().astype(np.int64)
+        self._row_track = pd.factorize(tracks["global_track_id"])[0]
+        self._n_slices = self.positions[0]["0"].slices
+        self._anchor_rows = self.valid_anchors.index.to_numpy()
+        if self.fit and self.time_interval != "any":
+            keys = pd.MultiIndex.from_arrays([tracks["global_track_id"], tracks["t"]])
+            anchors = self.valid_anchors
+            later = pd.MultiIndex.from_arrays([anchors["global_track_id"], anchors["t"] + self.time_interval])
+            self._positive_rows = keys.get_indexer(later)
+        else:
+            self._positive_rows = self._anchor_rows
+        if self.fit and self.return_negative and self.time_interval != "any":
+            order = np.argsort(self._row_t, kind="stable")
+            self._rows_by_t = order
+            self._t_bounds = np.searchsorted(self._row_t[order], np.arange(self._row_t.max() + 2))
+
+    def __len__(self) -> int:
+        return len(self.valid_anchors)
+
+    def _get_tensorstore(self, position_index: int) -> Any:
+        """Open (once per store path and FOV) the tensorstore of a position's array ``"0"``."""
+        image = self.positions[position_index]["0"]
+        key = str(array_store_path(image))
+        store = self._stores.get(key)
+        if store is None:
+            with self._store_lock:
+                if self._context is None:
+                    self._context = _tensorstore_context(self.cache_pool_bytes)
+                store = self._stores.get(key)
+                if store is None:
+                    store = self._stores[key] = open_tensorstore(image, context=self._context)
+        return store
+
+    def _read_patches(self, *row_sets: np.ndarray) -> list[Tensor]:
+        """Read ``(B, C, Z, Y, X)`` patches around each set of tracks rows, all sets at once.
+
+        Every patch is copied by tensorstore straight into its slot of one preallocated
+        batch array per set, with all reads in flight together.
+        """
+        ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
+        half_y, half_x = self.yx_patch_size[0] // 2, self.yx_patch_size[1] // 2
+        channels = _as_slice_if_contiguous(self.channel_indices)
+        z_size = len(range(*self.z_range.indices(self._n_slices)))
+        batches, futures = [], []
+        for rows in row_sets:
+            first_store = self._get_tensorstore(self._row_position[rows[0]] if len(rows) else 0)
+            batch = np.empty(
+                (len(rows), len(self.channel_indices), z_size, 2 * half_y, 2 * half_x),
+                dtype=first_store.dtype.numpy_dtype,
+            )
+            destination = ts.array(batch, copy=False, write=True)
+            for slot, row in enumerate(rows):
+                y, x = self._row_y[row], self._row_x[row]
+                source = self._get_tensorstore(self._row_position[row]).oindex[
+                    self._row_t[row], channels, self.z_range, y - half_y : y + half_y, x - half_x : x + half_x
+                ]
+                futures.append(destination[slot].write(source))
+            batches.append(batch)
+        for future in futures:
+            future.result()
+        return [torch.from_numpy(batch) for batch in batches]
+
+    def _norm_meta_of(self, rows: np.ndarray) -> list[NormMeta | None] | None:
+        """Per-sample normalization metadata at each row's time point; None when no FOV has any."""
+        metas = [select_timepoint(self._norm_meta[self._row_position[row]], self._row_t[row]) for row in rows]
+        return None if all(meta is None for meta in metas) else metas
+
+    def _sample_negatives(self, anchor_rows: np.ndarray, indices: Sequence[int]) -> np.ndarray:
+        """Draw, per anchor, a row of another track (at ``t + time_interval`` when possible)."""
+        rng = np.random.default_rng([self.seed, *map(int, indices)])
+        n_rows = len(self._row_t)
+        negatives = rng.integers(0, n_rows, size=len(anchor_rows))
+        if self.time_interval != "any":
+            target_t = self._row_t[anchor_rows] + self.time_interval
+            low = self._t_bounds[np.clip(target_t, 0, len(self._t_bounds) - 1)]
+            high = self._t_bounds[np.clip(target_t + 1, 0, len(self._t_bounds) - 1)]
+            has_candidates = high > low
+            offsets = (rng.random(len(anchor_rows)) * np.maximum(high - low, 1)).astype(np.int64)
+            at_t = self._rows_by_t[np.minimum(low + offsets, n_rows - 1)]
+            negatives = np.where(has_candidates, at_t, negatives)
+        for _ in range(100):
+            same = self._row_track[negatives] == self._row_track[anchor_rows]
+            if not same.any():
+                return negatives
+            negatives[same] = rng.integers(0, n_rows, size=int(same.sum()))
+        if np.unique(self._row_track).size < 2:
+            raise ValueError("Negatives need at least two tracks; this dataset has one.")
+        return negatives
+
+    def __getitem__(self, index: int) -> TripletSample:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Read a batch: ``anchor`` (and ``positive``/``negative``, or ``index``) as ``(B, C, Z, Y, X)``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        anchor_rows = self._anchor_rows[indices]
+        row_sets = {"anchor": anchor_rows}
+        if self.fit:
+            if self.time_interval != "any":
+                row_sets["positive"] = self._positive_rows[indices]
+            if self.return_negative:
+                row_sets["negative"] = self._sample_negatives(anchor_rows, indices)
+        sample: dict[str, Any] = {}
+        for key, patches in zip(row_sets, self._read_patches(*row_sets.values()), strict=True):
+            sample[key] = patches
+            sample[f"{key}_norm_meta"] = self._norm_meta_of(row_sets[key])
+        if self.fit and self.time_interval == "any":
+            sample["positive"] = sample["anchor"].clone()
+            sample["positive_norm_meta"] = sample["anchor_norm_meta"]
+        if not self.fit:
+            sample["index"] = self._tracking_index(anchor_rows)
+        return sample
+
+    def _tracking_index(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Tracking columns of each row as Python scalars."""
+        columns = [c for c in INDEX_COLUMNS if c in self.tracks.columns]
+        missing = [c for c in INDEX_COLUMNS if c not in columns and c not in _OPTIONAL_INDEX_COLUMNS]
+        if missing:
+            raise KeyError(f"Required column {missing[0]!r} not found in data")
+        return self.tracks.loc[rows, columns].to_dict(orient="records")
+
+
+def _as_slice_if_contiguous(indices: list[int]) -> slice | list[int]:
+    """Return ascending consecutive indices as a slice (cheaper to read)."""
+    if indices == list(range(indices[0], indices[0] + len(indices))):
+        return slice(indices[0], indices[0] + len(indices))
+    return indices
+
+
+def read_tracks_csv(directory: Path) -> pd.DataFrame:
+    """Read the first CSV of a FOV's tracks directory, checking its columns."""
+    csvs = sorted(directory.glob("*.csv"))
+    if not csvs:
+        raise FileNotFoundError(f"No tracks CSV found in {directory}.")
+    table = pd.read_csv(csvs[0])
+    _require_columns(table.columns, TRACK_REQUIRED_COLUMNS, f"Tracks CSV {csvs[0]}")
+    return table.astype({column: int for column in table.columns if column in INDEX_COLUMNS})
+
+
+class TripletDataModule(HCSDataModule):
+    """Contrastive triplets of tracked cells from an HCS plate and its Ultrack tracks.
+
+    Parameters
+    ----------
+    data_path : str
+        HCS OME-Zarr plate.
+    tracks_path : str
+        Root of the tracks CSVs, ``tracks_path/<row>/<col>/<fov>/*.csv``.
+    source_channel : str or Sequence[str]
+        Channels to read.
+    z_range : tuple[int, int]
+        Z slices to read, ``[start, stop)``.
+    initial_yx_patch_size : tuple[int, int]
+        YX size read around each cell (room for augmentation).
+    final_yx_patch_size : tuple[int, int]
+        YX size after the final center crop.
+    split_ratio : float
+        Fraction of FOVs used for training.
+    batch_size : int
+        Anchors per batch.
+    num_workers : int
+        Thread workers (more than 1 rarely helps: tensorstore reads are already parallel).
+    normalizations : list[MapTransform], optional
+        Applied to every batch, on the device, channel by channel.
+    augmentations : list[MapTransform], optional
+        Applied to training batches (and validation with ``augment_validation``).
+    augment_validation : bool
+        Augment validation batches too.
+    caching : bool
+        Read fit data from a local copy of the plate (see :class:`HCSDataModule`).
+    fit_include_wells : list[str], optional
+        Wells to use (all when None).
+    fit_exclude_fovs : list[str], optional
+        FOVs to leave out.
+    predict_cells : bool
+        Predict only the cells of ``include_fov_names`` and ``include_track_ids``.
+    include_fov_names : list[str], optional
+        FOV of each predicted cell.
+    include_track_ids : list[int], optional
+        Track of each predicted cell.
+    time_interval : "any" or int
+        Frames between anchor and positive; ``"any"`` uses an augmented copy.
+    return_negative : bool
+        Also return negatives.
+    persistent_workers : bool
+        Keep workers between epochs.
+    prefetch_factor : int, optional
+        Batches prefetched per worker.
+    pin_memory : bool
+        Pin batches in page-locked memory.
+    z_window_size : int, optional
+        Z size after the final crop; default the size of ``z_range``.
+    cache_pool_bytes : int
+        Tensorstore chunk cache size.
+    seed : int
+        Seed of the FOV split, the shuffle and the negative sampling.
+    """
+
+    def __init__(
+        self,
+        data_path: str,
+        tracks_path: str,
+        source_channel: str | Sequence[str],
+        z_range: tuple[int, int],
+        initial_yx_patch_size: tuple[int, int] = (512, 512),
+        final_yx_patch_size: tuple[int, int] = (224, 224),
+        split_ratio: float = 0.8,
+        batch_size: int = 16,
+        num_workers: int = 1,
+        normalizations: list[MapTransform] | None = None,
+        augmentations: list[MapTransform] | None = None,
+        augment_validation: bool = True,
+        caching: bool = False,
+        fit_include_wells: list[str] | None = None,
+        fit_exclude_fovs: list[str] | None = None,
+        predict_cells: bool = False,
+        include_fov_names: list[str] | None = None,
+        include_track_ids: list[int] | None = None,
+        time_interval: Literal["any"] | int = "any",
+        return_negative: bool = True,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        pin_memory: bool = False,
+        z_window_size: int | None = None,
+        cache_pool_bytes: int = 0,
+        seed: int = 0,
+    ) -> None:
+        import_optional("tensorstore", extra="triplet", feature="TripletDataModule")
+        if num_workers > 1:
+            warnings.warn("Using more than 1 thread worker will likely degrade performance.", stacklevel=2)
+        z_start, z_stop = z_range
+        super().__init__(
+            data_path=data_path,
+            source_channel=source_channel,
+            target_channel=[],
+            z_window_size=z_window_size or z_stop - z_start,
+            split_ratio=split_ratio,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            target_2d=False,
+            yx_patch_size=final_yx_patch_size,
+            normalizations=normalizations,
+            augmentations=augmentations,
+            caching=caching,
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            pin_memory=pin_memory,
+            seed=seed,
+        )
+        self.z_range = slice(z_start, z_stop)
+        self.tracks_path = Path(tracks_path)
+        self.initial_yx_patch_size = tuple(initial_yx_patch_size)
+        self.final_yx_patch_size = tuple(final_yx_patch_size)
+        self.augment_validation = augment_validation
+        self.fit_include_wells = fit_include_wells
+        self.fit_exclude_fovs = fit_exclude_fovs
+        self.predict_cells = predict_cells
+        self.include_fov_names = include_fov_names
+        self.include_track_ids = include_track_ids
+        self.time_interval = time_interval
+        self.return_negative = return_negative
+        self.cache_pool_bytes = cache_pool_bytes
+        if not self.tracks_path.is_dir():
+            raise NotADirectoryError(f"tracks_path {self.tracks_path} is not a directory.")
+        if any(size < final for size, final in zip(self.initial_yx_patch_size, self.final_yx_patch_size, strict=True)):
+            raise ValueError(
+                f"initial_yx_patch_size {self.initial_yx_patch_size} is smaller than "
+                f"final_yx_patch_size {self.final_yx_patch_size}."
+            )
+        final_crop = BatchedCenterSpatialCropd(
+            keys=self.source_channel, roi_size=(self.z_window_size, *self.final_yx_patch_size)
+        )
+        self._augmentation_transform = Compose(self.normalizations + self.augmentations + [final_crop])
+        self._no_augmentation_transform = Compose([*self.normalizations, final_crop])
+
+    def _align_tracks_tables_with_positions(self, data_path: Path) -> tuple[list[Position], list[pd.DataFrame]]:
+        """Return the selected positions and the tracks table of each."""
+        plate = open_ome_zarr(data_path, layout="hcs", mode="r")
+        positions = _select_positions(plate, self.fit_include_wells, self.fit_exclude_fovs)
+        tables = [read_tracks_csv(self.tracks_path / fov_name(position)) for position in positions]
+        return positions, tables
+
+    @property
+    def _base_dataset_settings(self) -> dict[str, Any]:
+        return {
+            "channel_names": self.source_channel,
+            "z_range": self.z_range,
+            "time_interval": self.time_interval,
+            "cache_pool_bytes": self.cache_pool_bytes,
+            "initial_yx_patch_size": self.initial_yx_patch_size,
+        }
+
+    def _setup_fit(self, dataset_settings: dict[str, Any]) -> None:
+        positions, tables = self._align_tracks_tables_with_positions(self.maybe_cached_data_path)
+        if len(positions) < 2:
+            raise ValueError(f"At least 2 FOVs are required for training and validation; {len(positions)} selected.")
+        train_index, val_index = self._split_positions(list(range(len(positions))))
+        settings = {**dataset_settings, "fit": True, "return_negative": self.return_negative, "seed": self.seed}
+        self.train_dataset = TripletDataset(
+            [positions[i] for i in train_index], [tables[i] for i in train_index], **settings
+        )
+        self.val_dataset = TripletDataset([positions[i] for i in val_index], [tables[i] for i in val_index], **settings)
+
+    def _setup_predict(self, dataset_settings: dict[str, Any]) -> None:
+        set_track_meta(True)
+        positions, tables = self._align_tracks_tables_with_positions(self.data_path)
+        self.predict_dataset = TripletDataset(
+            positions,
+            tables,
+            fit=False,
+            predict_cells=self.predict_cells,
+            include_fov_names=self.include_fov_names,
+            include_track_ids=self.include_track_ids,
+            **dataset_settings,
+        )
+
+    def _setup_test(self, dataset_settings: dict[str, Any]) -> None:
+        raise NotImplementedError("Self-supervised model does not support testing")
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, **kwargs: Any) -> ThreadDataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return ThreadDataLoader(
+            dataset,
+            use_thread_workers=True,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=no_collation,
+            **_loader_kwargs(self.num_workers, self.prefetch_factor, self.persistent_workers, self.pin_memory),
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> ThreadDataLoader:
+        """Return shuffled training batches (incomplete last batch dropped)."""
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> ThreadDataLoader:
+        """Return validation batches, in order."""
+        return self._loader(self.val_dataset, self.batch_size, shuffle=False, drop_last=False)
+
+    def predict_dataloader(self) -> ThreadDataLoader:
+        """Return prediction batches, in tracks order."""
+        return self._loader(self.predict_dataset, self.batch_size, shuffle=False, drop_last=False)
+
+    def _find_transform(self, key: str) -> DictTransform:
+        """Choose the augmenting or the plain transform for one batch key."""
+        trainer = self.trainer
+        if trainer is not None and (trainer.predicting or (trainer.validating and not self.augment_validation)):
+            return self._no_augmentation_transform
+        if key == "anchor" and self.time_interval in ("any", 0):
+            return self._no_augmentation_transform
+        return self._augmentation_transform
+
+    def on_after_batch_transfer(self, batch: dict[str, Any] | Tensor, dataloader_idx: int) -> dict[str, Any] | Tensor:
+        """Normalize, augment and crop each patch key on the device, channel by channel."""
+        if isinstance(batch, Tensor):
+            return batch
+        for key in ("anchor", "positive", "negative"):
+            if key in batch:
+                norm_meta = batch.pop(f"{key}_norm_meta", None)
+                batch[key] = _transform_channel_wise(
+                    self._find_transform(key), self.source_channel, batch[key], norm_meta
+                )
+        return batch
+
+    def on_before_batch_transfer(self, batch: dict[str, Any] | Tensor, dataloader_idx: int) -> dict[str, Any] | Tensor:
+        """Pass batches through unchanged (no 2D target here)."""
+        return batch
