@@ -54,11 +54,11 @@ def run_viscy():
 @pytest.fixture
 def viscy(monkeypatch: pytest.MonkeyPatch):
     """Run ``viscy ARGS`` in this process, exactly as the console script does (argv only)."""
-    from viscy_utils.cli import main
+    from viscy_utils.cli import run_cli
 
-    def run(*args: str) -> None:
+    def run(*args: str):
         monkeypatch.setattr(sys, "argv", ["viscy", *args])
-        main()
+        return run_cli()
 
     return run
 

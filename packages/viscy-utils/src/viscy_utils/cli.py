@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from viscy_utils.trainer import VisCyTrainer
 
-__all__ = ["LOG_LEVEL_ENV", "VisCyCLI", "main"]
+__all__ = ["LOG_LEVEL_ENV", "VisCyCLI", "main", "run_cli"]
 
 LOG_LEVEL_ENV = "VISCY_LOG_LEVEL"
 """Environment variable with the log level of the ``viscy`` command (default ``INFO``)."""
@@ -138,20 +138,25 @@ class VisCyCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def main(args: Sequence[str] | None = None) -> None:
-    """Run the ``viscy`` command line.
+def run_cli(args: Sequence[str] | None = None) -> VisCyCLI:
+    """Parse ``args`` (``sys.argv[1:]`` when None), run the chosen subcommand and return the CLI.
 
     Parameters
     ----------
     args : sequence of str, optional
-        Command-line arguments; ``sys.argv[1:]`` when None.
+        Command-line arguments.
+
+    Returns
+    -------
+    VisCyCLI
+        The CLI after the run, with its ``trainer``, ``model`` and ``datamodule``.
     """
     _configure_logging()
     torch.set_float32_matmul_precision("high")
     tokens = set(sys.argv[1:] if args is None else args)
     require_model = not tokens & _MODEL_FREE_SUBCOMMANDS
     require_data = not tokens & _DATA_FREE_SUBCOMMANDS
-    VisCyCLI(
+    return VisCyCLI(
         model_class=LightningModule,
         datamodule_class=LightningDataModule if require_data else None,
         trainer_class=VisCyTrainer,
@@ -161,6 +166,11 @@ def main(args: Sequence[str] | None = None) -> None:
         args=None if args is None else list(args),
         parser_kwargs={"description": "Computer vision models for single-cell phenotyping."},
     )
+
+
+def main() -> None:
+    """Run the ``viscy`` command line on ``sys.argv``."""
+    run_cli()
 
 
 if __name__ == "__main__":
