@@ -38,6 +38,11 @@ def _channel_steps(in_filters: int, out_filters: int, num_repeats: int, filter_s
     return [int(c) for c in np.linspace(in_filters, out_filters, num_repeats + 1)]
 
 
+def as_kernel(kernel_size: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+    """Expand an int kernel size to ``spatial_dims`` dimensions."""
+    return (kernel_size,) * spatial_dims if isinstance(kernel_size, int) else tuple(kernel_size)
+
+
 def _validate_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {tuple(choices)}.")
@@ -77,7 +82,7 @@ class _ConvBlock(nn.Module):
             raise ValueError(
                 f"layer_order must be a permutation of 'can' (c: conv, a: activation, n: norm), got {layer_order!r}."
             )
-        kernel = (kernel_size,) * spatial_dims if isinstance(kernel_size, int) else tuple(kernel_size)
+        kernel = as_kernel(kernel_size, spatial_dims)
         if len(kernel) != spatial_dims or any(k % 2 == 0 for k in kernel):
             raise ValueError(f"kernel_size must be {spatial_dims} odd integers, got {kernel_size!r}.")
         if num_repeats < 1:

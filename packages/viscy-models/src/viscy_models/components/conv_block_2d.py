@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from viscy_models.components._conv_block import ActivationName, FilterSteps, NormName, _ConvBlock
+from viscy_models.components._conv_block import ActivationName, FilterSteps, NormName, _ConvBlock, as_kernel
 
 
 class ConvBlock2D(_ConvBlock):
@@ -56,7 +56,7 @@ class ConvBlock2D(_ConvBlock):
         filter_steps: FilterSteps = "first",
         layer_order: str = "can",
     ) -> None:
-        kernel = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
+        kernel = as_kernel(kernel_size, 2)
         super().__init__(
             spatial_dims=2,
             in_filters=in_filters,

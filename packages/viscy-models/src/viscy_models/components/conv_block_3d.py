@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Literal
 
-from viscy_models.components._conv_block import ActivationName, FilterSteps, NormName, _ConvBlock
+from viscy_models.components._conv_block import ActivationName, FilterSteps, NormName, _ConvBlock, as_kernel
 
 PADDING_MODES: tuple[str, ...] = ("same", "valid_stack")
 
@@ -78,7 +78,7 @@ class ConvBlock3D(_ConvBlock):
         layer_order: str = "can",
         padding: Literal["same", "valid_stack"] | int | Sequence[int] | None = None,
     ) -> None:
-        kernel = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(kernel_size)
+        kernel = as_kernel(kernel_size, 3)
         super().__init__(
             spatial_dims=3,
             in_filters=in_filters,

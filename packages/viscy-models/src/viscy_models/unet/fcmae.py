@@ -7,6 +7,7 @@ unmasked tokens, so masked positions never leak into the statistics of the visib
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from timm.layers import DropPath, GlobalResponseNormMlp, LayerNorm2d, create_conv2d, trunc_normal_
 from torch import BoolTensor, Tensor, nn
@@ -309,7 +310,7 @@ class MaskedMultiscaleEncoder(nn.Module):
             kernel_depth=stem_kernel_size[0],
             in_stack_depth=in_stack_depth,
         )
-        rates = torch.linspace(0, drop_path_rate, sum(stage_blocks)).tolist()
+        rates = np.linspace(0, drop_path_rate, sum(stage_blocks)).tolist()
         self.stages = nn.ModuleList()
         for i, (num_blocks, dim) in enumerate(zip(stage_blocks, dims, strict=True)):
             start = sum(stage_blocks[:i])

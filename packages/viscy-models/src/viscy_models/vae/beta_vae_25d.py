@@ -334,13 +334,21 @@ class BetaVae25D(nn.Module):
             drop_path_rate,
         )
         head_upsampling = 4
-        if head_upsampling * 2**decoder_stages != self.encoder.reduction:
-            needed = (self.encoder.reduction // head_upsampling).bit_length() - 1
+        stage_upsampling, remainder = divmod(self.encoder.reduction, head_upsampling)
+        reduction_source = (
+            f"the {backbone} encoder with stem stride {stem_stride[-1]} reduces XY by {self.encoder.reduction}"
+        )
+        if remainder or stage_upsampling & (stage_upsampling - 1):
+            raise ValueError(
+                f"No number of decoder stages reconstructs the input size: {reduction_source}, which is not "
+                f"{head_upsampling} (the head) times a power of 2 (the decoder stages)."
+            )
+        needed_stages = stage_upsampling.bit_length() - 1
+        if decoder_stages != needed_stages:
             raise ValueError(
                 f"decoder_stages={decoder_stages} would reconstruct {head_upsampling * 2**decoder_stages}/"
-                f"{self.encoder.reduction} of the input size: the {backbone} encoder with stem stride "
-                f"{stem_stride[-1]} reduces XY by {self.encoder.reduction}, the head enlarges it by "
-                f"{head_upsampling} and each decoder stage by 2. Use decoder_stages={needed}."
+                f"{self.encoder.reduction} of the input size: {reduction_source}, the head enlarges it by "
+                f"{head_upsampling} and each decoder stage by 2. Use decoder_stages={needed_stages}."
             )
         last_channels = self.encoder.encoder.feature_info.channels()[-1]
         decoder_channels = [last_channels // 2**i for i in range(decoder_stages)]

@@ -1,0 +1,171 @@
+import pytest
+import torch
+from torch import nn
+
+from viscy_models.components import (
+    PixelToVoxelHead,
+    PixelToVoxelShuffleHead,
+    StemDepthtoChannels,
+    UNeXt2Decoder,
+    UNeXt2Stem,
+    UNeXt2UpStage,
+    UnsqueezeHead,
+    convnext_decoder_stage,
+    icnr_init,
+)
+
+
+def test_unext2_stem_folds_depth_into_channels():
+    stem = UNeXt2Stem(in_channels=1, out_channels=96, kernel_size=(5, 4, 4), in_stack_depth=5)
+    assert stem(torch.rand(1, 1, 5, 64, 64)).shape == (1, 96, 16, 16)
+
+
+def test_unext2_stem_channel_order_is_channel_major():
+    stem = UNeXt2Stem(in_channels=1, out_channels=4, kernel_size=(1, 1, 1), in_stack_depth=2)
+    nn.init.ones_(stem.conv.weight)
+    nn.init.zeros_(stem.conv.bias)
+    with torch.no_grad():
+        stem.conv.weight[1] = 10.0
+    x = torch.tensor([1.0, 2.0]).reshape(1, 1, 2, 1, 1)
+    # conv channel 0 (x1) at depths 0 and 1, then conv channel 1 (x10).
+    assert stem(x).flatten().tolist() == [1.0, 2.0, 10.0, 20.0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"in_channels": 1, "out_channels": 96, "kernel_size": (5, 4, 4), "in_stack_depth": 7}, "not divisible"),
+        ({"in_channels": 1, "out_channels": 97, "kernel_size": (1, 4, 4), "in_stack_depth": 2}, "out_channels=97"),
+    ],
+)
+def test_unext2_stem_validates_divisibility(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        UNeXt2Stem(**kwargs)
+
+
+def test_stem_depth_to_channels_with_deeper_stack():
+    stem = StemDepthtoChannels(in_channels=2, in_stack_depth=15, in_channels_encoder=96)
+    assert stem.conv.out_channels == 32
+    assert stem(torch.rand(1, 2, 15, 64, 64)).shape == (1, 96, 16, 16)
+
+
+def test_stem_depth_to_channels_reports_missing_channels():
+    with pytest.raises(ValueError, match="Stem needs to output 1 more channels"):
+        StemDepthtoChannels(in_channels=1, in_stack_depth=10, in_channels_encoder=97)
+
+
+def test_icnr_init_repeats_each_kernel_over_the_sub_pixels():
+    conv = nn.Conv2d(3, 8, kernel_size=3)
+    nn.init.zeros_(conv.weight)
+    icnr_init(conv, upsample_factor=2, upsample_dims=2)
+    weight = conv.weight.detach()
+    assert weight.abs().sum() > 0
+    for group in range(2):
+        block = weight[group * 4 : (group + 1) * 4]
+        assert torch.equal(block, block[:1].expand_as(block))
+    assert not torch.equal(weight[0], weight[4])
+
+
+def test_icnr_init_rejects_indivisible_channels():
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*2=4"):
+        icnr_init(nn.Conv2d(3, 6, kernel_size=1), upsample_factor=2, upsample_dims=2)
+
+
+def test_icnr_initialized_pixel_shuffle_is_a_nearest_neighbour_resize():
+    conv = nn.Conv2d(1, 4, kernel_size=1, bias=False)
+    icnr_init(conv, upsample_factor=2, upsample_dims=2)
+    x = torch.rand(1, 1, 3, 3)
+    y = nn.PixelShuffle(2)(conv(x))
+    scale = conv.weight[0, 0, 0, 0]
+    expected = (x * scale).repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+    torch.testing.assert_close(y, expected)
+
+
+def test_pixel_to_voxel_head_shape():
+    head = PixelToVoxelHead(in_channels=224, out_channels=2, out_stack_depth=5, expansion_ratio=4, pool=False)
+    assert head(torch.rand(1, 224, 16, 16)).shape == (1, 2, 5, 64, 64)
+
+
+def test_pixel_to_voxel_head_with_pool_keeps_shape():
+    head = PixelToVoxelHead(in_channels=112, out_channels=1, out_stack_depth=5, expansion_ratio=4, pool=True)
+    assert head(torch.rand(2, 112, 8, 8)).shape == (2, 1, 5, 32, 32)
+
+
+def test_pixel_to_voxel_head_rejects_indivisible_channels():
+    with pytest.raises(ValueError, match="divisible by 4 \\* \\(out_stack_depth \\+ 2\\) = 28"):
+        PixelToVoxelHead(in_channels=100, out_channels=1, out_stack_depth=5, expansion_ratio=4, pool=False)
+
+
+def test_pixel_to_voxel_shuffle_head_places_channels_as_out_then_depth():
+    head = PixelToVoxelShuffleHead(in_channels=2 * 3 * 4, out_channels=2, out_stack_depth=3, xy_scaling=2)
+    x = torch.arange(24.0).reshape(1, 24, 1, 1)
+    y = head(x)
+    assert y.shape == (1, 2, 3, 2, 2)
+    # channel block (o * depth + d) holds the 4 sub-pixels of output channel o at depth d
+    assert y[0, 1, 2].flatten().tolist() == [20.0, 21.0, 22.0, 23.0]
+
+
+def test_pixel_to_voxel_shuffle_head_validates_channels():
+    with pytest.raises(ValueError, match="must equal out_stack_depth"):
+        PixelToVoxelShuffleHead(in_channels=100, out_channels=2, out_stack_depth=5, xy_scaling=4)
+
+
+def test_unsqueeze_head():
+    assert UnsqueezeHead()(torch.rand(2, 3, 8, 8)).shape == (2, 3, 1, 8, 8)
+
+
+def test_convnext_decoder_stage_projects_channels():
+    stage = convnext_decoder_stage(96, 48, conv_blocks=2, icnr_upsample_factor=2)
+    assert stage(torch.rand(1, 96, 8, 8)).shape == (1, 48, 8, 8)
+    assert stage.blocks[0].mlp.fc1.weight.shape == (192, 48, 1, 1)
+
+
+@pytest.mark.parametrize("mode", ["pixelshuffle", "deconv"])
+def test_up_stage_upsamples_and_merges_skip(mode):
+    stage = UNeXt2UpStage(
+        in_channels=192,
+        skip_channels=96,
+        out_channels=96,
+        scale_factor=2,
+        mode=mode,
+        conv_blocks=2,
+        norm_name="instance",
+        upsample_pre_conv=None,
+    )
+    assert stage(torch.rand(1, 192, 8, 8), torch.rand(1, 96, 16, 16)).shape == (1, 96, 16, 16)
+
+
+def test_up_stage_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="choose one of \\('deconv', 'pixelshuffle'\\)"):
+        UNeXt2UpStage(16, 8, 8, 2, mode="nearest", conv_blocks=1, norm_name="instance", upsample_pre_conv=None)
+
+
+@pytest.mark.parametrize("mode", ["pixelshuffle", "deconv"])
+def test_decoder_does_not_mutate_its_input(mode):
+    """Regression: the reference appended None to the caller's feature list."""
+    decoder = UNeXt2Decoder(
+        [384, 192, 96, 48], norm_name="instance", mode=mode, conv_blocks=1, strides=(2, 2, 2), upsample_pre_conv=None
+    )
+    features = [
+        torch.rand(1, 384, 4, 4),
+        torch.rand(1, 192, 8, 8),
+        torch.rand(1, 96, 16, 16),
+        torch.rand(1, 48, 32, 32),
+    ]
+    original = list(features)
+    out = decoder(features)
+    assert out.shape == (1, 48, 32, 32)
+    assert len(features) == 4
+    assert all(a is b for a, b in zip(features, original, strict=True))
+    assert decoder(tuple(features)).shape == (1, 48, 32, 32)
+
+
+def test_decoder_rejects_wrong_number_of_features():
+    decoder = UNeXt2Decoder([64, 32, 16], "instance", "pixelshuffle", 1, (2, 2), None)
+    with pytest.raises(ValueError, match="needs 3 feature maps"):
+        decoder([torch.rand(1, 64, 4, 4), torch.rand(1, 32, 8, 8)])
+
+
+def test_decoder_needs_a_stride_per_stage():
+    with pytest.raises(ValueError, match="Need 3 strides"):
+        UNeXt2Decoder([64, 32, 16, 8], "instance", "pixelshuffle", 1, (2, 2), None)
