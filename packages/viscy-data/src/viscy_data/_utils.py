@@ -12,7 +12,7 @@ from monai.data.utils import collate_meta_tensor
 from monai.transforms import CenterSpatialCrop, Cropd
 from torch import Tensor
 
-from viscy_data._ome_compat import open_ome_zarr
+from viscy_data._ome_compat import fov_name, open_ome_zarr
 from viscy_data._typing import DictTransform, NormMeta
 
 __all__ = ["BatchedCenterSpatialCropd"]
@@ -72,6 +72,18 @@ def _channel_indices(available: Sequence[str], wanted: Sequence[str]) -> list[in
     if missing:
         raise ValueError(f"Channel(s) {missing} not found; the data has channels {available}.")
     return [available.index(name) for name in wanted]
+
+
+def _position_channel_indices(positions: Sequence[Any], names: Sequence[str]) -> list[int]:
+    """Return channel indices on the first position; every position must have the same channels."""
+    reference = list(positions[0].channel_names)
+    for position in positions[1:]:
+        if list(position.channel_names) != reference:
+            raise ValueError(
+                f"FOV {fov_name(position)} has channels {list(position.channel_names)}, "
+                f"but FOV {fov_name(positions[0])} has {reference}; all FOVs must share one channel order."
+            )
+    return _channel_indices(reference, names)
 
 
 def _validate_store_channels(store_path: Path, channels: Sequence[str]) -> None:

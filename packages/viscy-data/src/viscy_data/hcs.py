@@ -26,10 +26,10 @@ from viscy_data._cache import copy_plate_to_cache, store_cache_dir
 from viscy_data._ome_compat import array_name, fov_name, open_ome_zarr
 from viscy_data._typing import ChannelMap, DictTransform, HCSStackIndex, Sample
 from viscy_data._utils import (
-    _channel_indices,
     _collate_samples,
     _ensure_channel_list,
     _loader_kwargs,
+    _position_channel_indices,
     _search_int_in_str,
     _split_indices,
     _validate_store_channels,
@@ -166,18 +166,6 @@ class SlidingWindowDataset(Dataset):
         if self.load_normalization_metadata and norm_meta is not None:
             sample["norm_meta"] = norm_meta
         return sample
-
-
-def _position_channel_indices(positions: Sequence[Position], names: Sequence[str]) -> list[int]:
-    """Channel indices on the first position; every position must have the same channels."""
-    reference = list(positions[0].channel_names)
-    for position in positions[1:]:
-        if list(position.channel_names) != reference:
-            raise ValueError(
-                f"FOV {fov_name(position)} has channels {list(position.channel_names)}, "
-                f"but FOV {fov_name(positions[0])} has {reference}; all FOVs must share one channel order."
-            )
-    return _channel_indices(reference, names)
 
 
 class MaskTestDataset(SlidingWindowDataset):

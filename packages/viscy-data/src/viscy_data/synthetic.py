@@ -15,8 +15,9 @@
   divide: a dividing track ends, and two daughter tracks with new ``track_id`` and
   ``parent_track_id`` start in the next frame. ``parent_id`` is the previous node of the
   lineage, -1 for roots;
-- a ground-truth annotations CSV with ``fov_name, id, track_id, t, y, x,
-  infection_state, cell_division_state`` coded as in
+- a ground-truth annotations CSV with ``fov_name, id, track_id, t``, the other tracking
+  columns (``parent_track_id, parent_id, z, y, x``) and ``infection_state,
+  cell_division_state`` coded as in
   :data:`viscy_data._typing.LABEL_INFECTION_STATE` and
   :data:`viscy_data._typing.LABEL_CELL_DIVISION_STATE`.
 
@@ -52,7 +53,19 @@ DEFAULT_WELL_CONDITIONS: dict[str, str] = {
 TRACK_COLUMNS = ("track_id", "t", "id", "parent_track_id", "parent_id", "z", "y", "x")
 """Columns of the Ultrack tracks CSVs, in file order."""
 
-ANNOTATION_COLUMNS = ("fov_name", "id", "track_id", "t", "y", "x", "infection_state", "cell_division_state")
+ANNOTATION_COLUMNS = (
+    "fov_name",
+    "id",
+    "track_id",
+    "t",
+    "parent_track_id",
+    "parent_id",
+    "z",
+    "y",
+    "x",
+    "infection_state",
+    "cell_division_state",
+)
 """Columns of the ground-truth annotations CSV, in file order."""
 
 _MAX_STATISTIC_VOXELS = 1 << 18

@@ -222,6 +222,16 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.valid_anchors)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without open stores or locks (worker processes reopen them)."""
+        state = self.__dict__.copy()
+        state.update(_context=None, _stores={}, _store_lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._store_lock = threading.Lock()
+
     def _get_tensorstore(self, position_index: int) -> Any:
         """Open (once per store path and FOV) the tensorstore of a position's array ``"0"``."""
         image = self.positions[position_index]["0"]

@@ -1,0 +1,121 @@
+"""The CTMC-v1 cell tracking data: separate training and validation HCS stores, one channel."""
+
+from __future__ import annotations
+
+from multiprocessing import Manager
+from pathlib import Path
+
+from monai.data import set_track_meta
+from monai.transforms import Compose, MapTransform
+from torch.utils.data import Subset
+
+from viscy_data._ome_compat import open_ome_zarr
+from viscy_data._utils import _validate_store_channels
+from viscy_data.gpu_aug import CachedOmeZarrDataset, GPUTransformDataModule, _compose
+
+__all__ = ["CTMCv1DataModule"]
+
+
+class CTMCv1DataModule(GPUTransformDataModule):
+    """Autoregression data from the CTMC-v1 training and validation stores.
+
+    Parameters
+    ----------
+    train_data_path : str or Path
+        HCS OME-Zarr store of the training movies.
+    val_data_path : str or Path
+        HCS OME-Zarr store of the validation movies.
+    train_cpu_transforms, val_cpu_transforms : list[MapTransform]
+        Per-sample transforms.
+    train_gpu_transforms, val_gpu_transforms : list[MapTransform]
+        Per-batch transforms on the device.
+    batch_size : int
+        Items per batch.
+    num_workers : int
+        Data loading worker processes.
+    val_subsample_ratio : int
+        Keep every n-th validation item.
+    channel_name : str
+        The channel to read.
+    pin_memory : bool
+        Pin batches in page-locked memory.
+    prefetch_factor : int, optional
+        Batches prefetched per worker (ignored without workers).
+    seed : int
+        Seed of the training shuffle.
+    """
+
+    def __init__(
+        self,
+        train_data_path: str | Path,
+        val_data_path: str | Path,
+        train_cpu_transforms: list[MapTransform],
+        val_cpu_transforms: list[MapTransform],
+        train_gpu_transforms: list[MapTransform],
+        val_gpu_transforms: list[MapTransform],
+        batch_size: int = 16,
+        num_workers: int = 8,
+        val_subsample_ratio: int = 30,
+        channel_name: str = "DIC",
+        pin_memory: bool = True,
+        prefetch_factor: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_data_path = Path(train_data_path)
+        self.val_data_path = Path(val_data_path)
+        self._train_cpu_transforms = _compose(train_cpu_transforms)
+        self._val_cpu_transforms = _compose(val_cpu_transforms)
+        self._train_gpu_transforms = _compose(train_gpu_transforms)
+        self._val_gpu_transforms = _compose(val_gpu_transforms)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        if val_subsample_ratio < 1:
+            raise ValueError(f"val_subsample_ratio must be at least 1, got {val_subsample_ratio}.")
+        self.val_subsample_ratio = val_subsample_ratio
+        self.channel_names = [channel_name]
+        self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
+        self.seed = seed
+        for path in (self.train_data_path, self.val_data_path):
+            _validate_store_channels(path, self.channel_names)
+
+    @property
+    def train_cpu_transforms(self) -> Compose:
+        """Per-sample transforms of training data."""
+        return self._train_cpu_transforms
+
+    @property
+    def train_gpu_transforms(self) -> Compose:
+        """Per-batch transforms of training data, on the device."""
+        return self._train_gpu_transforms
+
+    @property
+    def val_cpu_transforms(self) -> Compose:
+        """Per-sample transforms of validation data."""
+        return self._val_cpu_transforms
+
+    @property
+    def val_gpu_transforms(self) -> Compose:
+        """Per-batch transforms of validation data, on the device."""
+        return self._val_gpu_transforms
+
+    def _dataset(self, path: Path, transform: Compose) -> CachedOmeZarrDataset:
+        plate = open_ome_zarr(path, layout="hcs", mode="r")
+        return CachedOmeZarrDataset(
+            [position for _, position in plate.positions()],
+            channel_names=self.channel_names,
+            cache_map=self._manager.dict(),
+            transform=transform,
+            load_normalization_metadata=False,
+        )
+
+    def setup(self, stage: str | None) -> None:
+        """Build the training dataset and the subsampled validation dataset (fit only)."""
+        if stage != "fit":
+            raise NotImplementedError(f"Stage {stage!r} is not supported; only fit is.")
+        set_track_meta(False)
+        self._manager = Manager()
+        self.train_dataset = self._dataset(self.train_data_path, self.train_cpu_transforms)
+        full_val = self._dataset(self.val_data_path, self.val_cpu_transforms)
+        self.val_dataset = Subset(full_val, range(0, len(full_val), self.val_subsample_ratio))
