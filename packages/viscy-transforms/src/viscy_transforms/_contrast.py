@@ -51,7 +51,7 @@ def adjust_contrast(data: Tensor, gamma: Tensor, invert_image: bool, retain_stat
         mean, std = data.mean(dims, keepdim=True), data.std(dims, keepdim=True)
     low = data.amin(dims, keepdim=True)
     value_range = data.amax(dims, keepdim=True) - low
-    out = ((data - low) / (value_range + 1e-7)) ** gamma * value_range + low
+    out = (data - low).div_(value_range + 1e-7).pow_(gamma).mul_(value_range).add_(low)
     if retain_stats:
         out = out - out.mean(dims, keepdim=True)
         out = out / (out.std(dims, keepdim=True) + 1e-8) * std + mean

@@ -77,16 +77,23 @@ class BatchedRandFlip(TorchRandomizable, Transform):
             self.randomize(data)
         if self._flips is None or self._flips.shape[0] != data.shape[0]:
             raise ValueError(f"no flips drawn for a batch of {data.shape[0]}; call with randomize=True")
-        out = data
-        for column, axis in enumerate(self.spatial_axes):
-            index = self._flips[:, column].nonzero().squeeze(1)
-            if index.numel() == 0:
+        # samples sharing a flip pattern are flipped together: at most 2**len(spatial_axes) batched flips
+        codes = self._flips.long() @ (2 ** torch.arange(len(self.spatial_axes)))
+        patterns = codes.unique().tolist()
+        if patterns == [0]:
+            return data
+        if len(patterns) == 1:
+            return data.flip(self._flipped_dims(patterns[0]))
+        out = data.clone()
+        for pattern in patterns:
+            if pattern == 0:
                 continue
-            if out is data:
-                out = data.clone()
-            index = index.to(data.device)
-            out[index] = out[index].flip(axis + 2)
+            index = (codes == pattern).nonzero().squeeze(1).to(data.device)
+            out[index] = data[index].flip(self._flipped_dims(pattern))
         return out
+
+    def _flipped_dims(self, pattern: int) -> list[int]:
+        return [axis + 2 for bit, axis in enumerate(self.spatial_axes) if pattern >> bit & 1]
 
 
 class BatchedRandFlipd(SharedDrawMapTransform):
