@@ -5,8 +5,10 @@ with ``plate_factory``.
 """
 
 import pytest
+import torch
 
-from viscy_data._ome_compat import SUPPORTED_OME_VERSIONS
+from viscy_data._ome_compat import SUPPORTED_OME_VERSIONS, open_ome_zarr
+from viscy_data.normalization import NORMALIZATION_FIELD
 from viscy_data.synthetic import write_synthetic_plate
 
 OME_VERSIONS = ("0.4", "0.5")
@@ -59,3 +61,45 @@ def plate_factory(tmp_path):
         return write_synthetic_plate(root / "plate.zarr", **kwargs)
 
     return make
+
+
+class ZScoreFromMeta:
+    """Test transform: z-score channels with ``norm_meta[channel][level]`` (scalar or per-sample stats)."""
+
+    def __init__(self, keys, level="fov_statistics"):
+        self.keys = list(keys)
+        self.level = level
+
+    def __call__(self, sample):
+        sample = dict(sample)
+        for key in self.keys:
+            stats = sample["norm_meta"][key][self.level]
+            image = sample[key]
+            mean, std = (torch.as_tensor(stats[name], dtype=image.dtype) for name in ("mean", "std"))
+            if mean.ndim == 1:  # (B,) statistics of a batch
+                shape = (-1,) + (1,) * (image.ndim - 1)
+                mean, std = mean.reshape(shape), std.reshape(shape)
+            sample[key] = (image - mean) / std
+        return sample
+
+
+@pytest.fixture(scope="session")
+def zscore():
+    """The ZScoreFromMeta test transform class."""
+    return ZScoreFromMeta
+
+
+def remove_normalization(store_path):
+    """Delete the normalization metadata of a plate and all its positions."""
+    with open_ome_zarr(store_path, layout="hcs", mode="r+") as plate:
+        del plate.zattrs[NORMALIZATION_FIELD]
+        for _, position in plate.positions():
+            del position.zattrs[NORMALIZATION_FIELD]
+
+
+@pytest.fixture(scope="session")
+def plate_without_norm(tmp_path_factory):
+    """A small plate whose normalization metadata was removed."""
+    plate = write_synthetic_plate(tmp_path_factory.mktemp("no-norm") / "plate.zarr", n_frames=3, seed=5)
+    remove_normalization(plate.store_path)
+    return plate

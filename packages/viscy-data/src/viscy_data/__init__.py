@@ -4,53 +4,118 @@ Every public class is importable from the package root (``from viscy_data import
 TripletDataModule``). Optional features need extras and fail at first use with the
 ``pip install 'viscy-data[<extra>]'`` command to run: ``[triplet]`` (tensorstore patch
 reads), ``[livecell]`` (pycocotools, tifffile, torchvision) and ``[mmap]`` (tensordict).
+
+Exports are resolved lazily on first access, so ``import viscy_data.synthetic`` does not
+pay for Lightning.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from viscy_data._typing import (
-    INDEX_COLUMNS,
-    LABEL_CELL_CYCLE_STATE,
-    LABEL_CELL_DIVISION_STATE,
-    LABEL_CELL_REMODELING_STATE,
-    LABEL_INFECTION_STATE,
-    AnnotationColumns,
-    ChannelMap,
-    ChannelNormStats,
-    DictTransform,
-    HCSStackIndex,
-    LevelNormStats,
-    NormMeta,
-    OneOrSeq,
-    Sample,
-    SegmentationSample,
-    TrackingIndex,
-    TripletSample,
-)
-from viscy_data.cell_classification import ClassificationDataModule, ClassificationDataset
-from viscy_data.cell_division_triplet import CellDivisionTripletDataModule, CellDivisionTripletDataset
-from viscy_data.combined import (
-    BatchedConcatDataModule,
-    BatchedConcatDataset,
-    CachedConcatDataModule,
-    CombinedDataModule,
-    CombineMode,
-    ConcatDataModule,
-)
-from viscy_data.ctmc_v1 import CTMCv1DataModule
-from viscy_data.distributed import ShardedDistributedSampler
-from viscy_data.gpu_aug import CachedOmeZarrDataModule, CachedOmeZarrDataset, GPUTransformDataModule
-from viscy_data.hcs import HCSDataModule, MaskTestDataset, SlidingWindowDataset
-from viscy_data.livecell import LiveCellDataModule, LiveCellDataset, LiveCellTestDataset
-from viscy_data.mmap_cache import MmappedDataModule, MmappedDataset
-from viscy_data.segmentation import SegmentationDataModule, SegmentationDataset
-from viscy_data.select import SelectWell
-from viscy_data.triplet import TripletDataModule, TripletDataset
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("viscy-data")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "_typing": (
+        "AnnotationColumns",
+        "ChannelMap",
+        "ChannelNormStats",
+        "DictTransform",
+        "HCSStackIndex",
+        "INDEX_COLUMNS",
+        "LABEL_CELL_CYCLE_STATE",
+        "LABEL_CELL_DIVISION_STATE",
+        "LABEL_CELL_REMODELING_STATE",
+        "LABEL_INFECTION_STATE",
+        "LevelNormStats",
+        "NormMeta",
+        "OneOrSeq",
+        "Sample",
+        "SegmentationSample",
+        "TrackingIndex",
+        "TripletSample",
+    ),
+    "select": ("SelectWell",),
+    "distributed": ("ShardedDistributedSampler",),
+    "hcs": ("HCSDataModule", "MaskTestDataset", "SlidingWindowDataset"),
+    "gpu_aug": ("CachedOmeZarrDataModule", "CachedOmeZarrDataset", "GPUTransformDataModule"),
+    "mmap_cache": ("MmappedDataModule", "MmappedDataset"),
+    "triplet": ("TripletDataModule", "TripletDataset"),
+    "cell_division_triplet": ("CellDivisionTripletDataModule", "CellDivisionTripletDataset"),
+    "cell_classification": ("ClassificationDataModule", "ClassificationDataset"),
+    "ctmc_v1": ("CTMCv1DataModule",),
+    "livecell": ("LiveCellDataModule", "LiveCellDataset", "LiveCellTestDataset"),
+    "segmentation": ("SegmentationDataModule", "SegmentationDataset"),
+    "combined": (
+        "BatchedConcatDataModule",
+        "BatchedConcatDataset",
+        "CachedConcatDataModule",
+        "CombinedDataModule",
+        "CombineMode",
+        "ConcatDataModule",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if TYPE_CHECKING:
+    from viscy_data._typing import (
+        INDEX_COLUMNS,
+        LABEL_CELL_CYCLE_STATE,
+        LABEL_CELL_DIVISION_STATE,
+        LABEL_CELL_REMODELING_STATE,
+        LABEL_INFECTION_STATE,
+        AnnotationColumns,
+        ChannelMap,
+        ChannelNormStats,
+        DictTransform,
+        HCSStackIndex,
+        LevelNormStats,
+        NormMeta,
+        OneOrSeq,
+        Sample,
+        SegmentationSample,
+        TrackingIndex,
+        TripletSample,
+    )
+    from viscy_data.cell_classification import ClassificationDataModule, ClassificationDataset
+    from viscy_data.cell_division_triplet import CellDivisionTripletDataModule, CellDivisionTripletDataset
+    from viscy_data.combined import (
+        BatchedConcatDataModule,
+        BatchedConcatDataset,
+        CachedConcatDataModule,
+        CombinedDataModule,
+        CombineMode,
+        ConcatDataModule,
+    )
+    from viscy_data.ctmc_v1 import CTMCv1DataModule
+    from viscy_data.distributed import ShardedDistributedSampler
+    from viscy_data.gpu_aug import CachedOmeZarrDataModule, CachedOmeZarrDataset, GPUTransformDataModule
+    from viscy_data.hcs import HCSDataModule, MaskTestDataset, SlidingWindowDataset
+    from viscy_data.livecell import LiveCellDataModule, LiveCellDataset, LiveCellTestDataset
+    from viscy_data.mmap_cache import MmappedDataModule, MmappedDataset
+    from viscy_data.segmentation import SegmentationDataModule, SegmentationDataset
+    from viscy_data.select import SelectWell
+    from viscy_data.triplet import TripletDataModule, TripletDataset
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module of a public name on first access."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'viscy_data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"viscy_data.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
 
 __all__ = [
     # types and label maps
