@@ -110,3 +110,9 @@ def test_projection_mlp_layout():
     mlp = projection_mlp(8, 6, 4)
     assert [type(layer).__name__ for layer in mlp] == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
     assert mlp(torch.rand(3, 8)).shape == (3, 4)
+
+
+def test_backbone_with_pretrained_tag_is_accepted():
+    with torch.device("meta"):
+        model = ContrastiveEncoder("convnext_tiny.fb_in22k", in_channels=1, in_stack_depth=5)
+    assert model.embedding_size == 768

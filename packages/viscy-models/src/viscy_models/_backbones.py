@@ -14,7 +14,8 @@ def timm_backbone_family(backbone: str, families: Sequence[BackboneFamily], owne
     Parameters
     ----------
     backbone : str
-        timm model name, e.g. ``"convnext_tiny"``, ``"convnextv2_atto"`` or ``"resnet50"``.
+        timm model name, e.g. ``"convnext_tiny"``, ``"convnextv2_atto"`` or ``"resnet50"``, optionally with a
+        pretrained tag (``"convnextv2_tiny.fcmae_ft_in22k_in1k"``).
     families : Sequence[{"convnext", "resnet"}]
         timm model modules whose stems the caller knows how to replace.
     owner : str
@@ -30,9 +31,10 @@ def timm_backbone_family(backbone: str, families: Sequence[BackboneFamily], owne
     ValueError
         If the backbone is not a timm model of one of ``families``; the message lists the supported names.
     """
+    architecture = backbone.split(".")[0]
     supported = {family: timm.list_models(module=family) for family in families}
     for family, names in supported.items():
-        if backbone in names:
+        if architecture in names:
             return family
     listing = "; ".join(f"timm {family} models: {', '.join(names)}" for family, names in supported.items())
     raise ValueError(f"{owner} does not support backbone {backbone!r}. Supported backbones are {listing}.")
