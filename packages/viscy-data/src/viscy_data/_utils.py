@@ -86,12 +86,22 @@ def _position_channel_indices(positions: Sequence[Any], names: Sequence[str]) ->
     return _channel_indices(reference, names)
 
 
-def _validate_store_channels(store_path: Path, channels: Sequence[str]) -> None:
-    """Fail fast when a store is missing or lacks a channel (the message lists its channels)."""
+def _validate_store_channels(store_path: Path, channels: Sequence[str], array_key: str = "0") -> tuple[int, ...]:
+    """Fail fast when a store is missing or lacks a channel (the message lists its channels).
+
+    Returns
+    -------
+    tuple[int, ...]
+        Shape ``(T, C, Z, Y, X)`` of the first position's image array.
+    """
     if not Path(store_path).exists():
         raise FileNotFoundError(f"OME-Zarr store not found: {store_path}")
     with open_ome_zarr(store_path, layout="auto", mode="r") as node:
         _channel_indices(node.channel_names, channels)
+        position = next(node.positions())[1] if hasattr(node, "positions") else node
+        if array_key not in position.array_keys():
+            raise KeyError(f"Array {array_key!r} not found in {store_path}; arrays: {list(position.array_keys())}.")
+        return tuple(position[array_key].shape)
 
 
 def _loader_kwargs(

@@ -32,6 +32,7 @@ from viscy_data._utils import (
     _loader_kwargs,
     _require_columns,
     _transform_channel_wise,
+    _validate_store_channels,
 )
 from viscy_data.hcs import HCSDataModule
 from viscy_data.normalization import read_norm_meta, select_timepoint
@@ -444,6 +445,8 @@ class TripletDataModule(HCSDataModule):
         if num_workers > 1:
             warnings.warn("Using more than 1 thread worker will likely degrade performance.", stacklevel=2)
         z_start, z_stop = z_range
+        if not 0 <= z_start < z_stop:
+            raise ValueError(f"z_range {tuple(z_range)} must be [start, stop) with 0 <= start < stop.")
         super().__init__(
             data_path=data_path,
             source_channel=source_channel,
@@ -475,6 +478,11 @@ class TripletDataModule(HCSDataModule):
         self.time_interval = time_interval
         self.return_negative = return_negative
         self.cache_pool_bytes = cache_pool_bytes
+        n_slices = _validate_store_channels(self.data_path, self.source_channel)[2]
+        if z_stop > n_slices or self.z_window_size > z_stop - z_start:
+            raise ValueError(
+                f"z_range {tuple(z_range)} (z_window_size {self.z_window_size}) does not fit the {n_slices} Z slices."
+            )
         if not self.tracks_path.is_dir():
             raise NotADirectoryError(f"tracks_path {self.tracks_path} is not a directory.")
         if any(size < final for size, final in zip(self.initial_yx_patch_size, self.final_yx_patch_size, strict=True)):
