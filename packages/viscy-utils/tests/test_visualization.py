@@ -70,8 +70,9 @@ def test_explorer_selects_tracks_loads_thumbnails_and_caches(synthetic_plate, ex
 def test_explorer_validates_inputs(synthetic_plate, explorer_inputs):
     fov, _, embeddings = explorer_inputs
     with pytest.raises(ValueError, match="channels present"):
-        EmbeddingVisualizationApp(synthetic_plate.store_path, synthetic_plate.tracks_path, embeddings, ["DAPI"],
-                                  {fov: "all"})
+        EmbeddingVisualizationApp(
+            synthetic_plate.store_path, synthetic_plate.tracks_path, embeddings, ["DAPI"], {fov: "all"}
+        )
     with pytest.raises(ValueError, match="FOVs present"):
         _app(synthetic_plate, embeddings, {"Z/9/9": "all"})
     with pytest.raises(ValueError, match="list of track ids or 'all'"):

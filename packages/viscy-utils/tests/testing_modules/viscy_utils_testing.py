@@ -75,3 +75,26 @@ class RandomPairsDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_RandomPairs(self.length, self.shape), batch_size=self.batch_size)
+
+
+class _IndexedCells(Dataset):
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        anchor = torch.full((1, 1, 4, 4), float(index))
+        return {"anchor": anchor, "index": {"fov_name": "/A/1/0", "track_id": index, "t": 0, "id": index}}
+
+
+class IndexedCellsDataModule(LightningDataModule):
+    """Predict batches of constant patches whose value is the cell ``id``, with a tracking ``index``."""
+
+    def __init__(self, length: int = 7, batch_size: int = 2) -> None:
+        super().__init__()
+        self.length, self.batch_size = length, batch_size
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(_IndexedCells(self.length), batch_size=self.batch_size)
