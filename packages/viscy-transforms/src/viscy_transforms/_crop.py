@@ -156,6 +156,7 @@ class BatchedRandSpatialCrop(TorchRandomizable, Transform):
             starts = center_crop_starts(self.roi_size, spatial_shape)
             self._starts = torch.tensor(starts).expand(batch_size, -1)
 
+    @torch.no_grad()
     def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
         """Crop a (B, C, Z, Y, X) or (B, C, Y, X) batch.
 

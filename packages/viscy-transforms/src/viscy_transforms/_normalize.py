@@ -9,6 +9,7 @@ from monai.transforms import MapTransform
 from torch import Tensor
 
 from viscy_transforms._mapping import present_keys
+from viscy_transforms._typing import NormMeta
 
 __all__ = ["NormalizeSampled"]
 
@@ -61,7 +62,7 @@ class NormalizeSampled(MapTransform):
         self.divisor = divisor
         self.remove_meta = remove_meta
 
-    def _statistic(self, norm_meta: Mapping[str, Any], key: Hashable, name: str, data: Tensor) -> Tensor:
+    def _statistic(self, norm_meta: NormMeta, key: Hashable, name: str, data: Tensor) -> Tensor:
         if key not in norm_meta:
             raise KeyError(f"norm_meta has no statistics for channel {key!r}; channels present: {list(norm_meta)}")
         levels = norm_meta[key]
