@@ -1,0 +1,303 @@
+import pickle
+import tempfile
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("tensorstore")
+
+from viscy_data._ome_compat import array_store_path, fov_name, open_ome_zarr
+from viscy_data._typing import INDEX_COLUMNS
+from viscy_data.triplet import TripletDataModule, TripletDataset
+
+CHANNELS = ["Phase3D", "GFP"]
+
+
+def _module(plate, **kwargs):
+    settings = {
+        "source_channel": CHANNELS,
+        "z_range": (1, 6),
+        "initial_yx_patch_size": (32, 32),
+        "final_yx_patch_size": (24, 24),
+        "batch_size": 4,
+        "num_workers": 0,
+        "split_ratio": 0.5,
+        "time_interval": 1,
+    }
+    settings.update(kwargs)
+    return TripletDataModule(plate.store_path, plate.tracks_path, **settings)
+
+
+def _dataset(plate, fovs=None, tables=None, **kwargs):
+    store = open_ome_zarr(plate.store_path, layout="hcs")
+    fovs = fovs or plate.fov_names
+    positions = [store[name] for name in fovs]
+    tables = tables or [pd.read_csv(plate.tracks_csv(name)) for name in fovs]
+    settings = {"channel_names": CHANNELS, "initial_yx_patch_size": (32, 32), "z_range": slice(1, 6)}
+    settings.update(kwargs)
+    return TripletDataset(positions, tables, **settings)
+
+
+def _raw_patch(plate, fov, t, y, x, z_range=(1, 6), half=16):
+    with open_ome_zarr(plate.store_path) as store:
+        return store[fov]["0"][t, :, z_range[0] : z_range[1], y - half : y + half, x - half : x + half]
+
+
+def test_fit_split_batches_and_transfer(tracking_plate):
+    dm = _module(tracking_plate)
+    dm.setup("fit")
+    train = {fov_name(p) for p in dm.train_dataset.positions}
+    val = {fov_name(p) for p in dm.val_dataset.positions}
+    assert train.isdisjoint(val)
+    assert train | val == set(tracking_plate.fov_names)
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {f"{k}{s}" for k in ("anchor", "positive", "negative") for s in ("", "_norm_meta")}
+    for key in ("anchor", "positive", "negative"):
+        assert batch[key].shape == (4, 2, 5, 32, 32)
+        assert batch[key].dtype == torch.float32
+        assert len(batch[f"{key}_norm_meta"]) == 4
+    out = dm.on_after_batch_transfer(batch, 0)
+    assert set(out) == {"anchor", "positive", "negative"}
+    assert out["anchor"].shape == (4, 2, 5, 24, 24)
+    assert len(list(dm.val_dataloader())) == -(-len(dm.val_dataset) // 4)
+
+
+def test_border_filtering(tracking_plate):
+    dataset = _dataset(tracking_plate, fit=False)
+    tracks = tracking_plate.read_tracks()
+    inside = tracks["y"].between(17, 96 - 17) & tracks["x"].between(17, 96 - 17)
+    assert len(dataset) == int(inside.sum()) < len(tracks)
+    assert dataset.tracks["y"].between(17, 79).all()
+    assert dataset.tracks["x"].between(17, 79).all()
+
+
+def test_anchors_and_positives_follow_time_interval(tracking_plate):
+    dataset = _dataset(tracking_plate, time_interval=2, return_negative=False)
+    assert len(dataset) > 0
+    indices = list(range(0, len(dataset), max(1, len(dataset) // 5)))[:5]
+    batch = dataset.__getitems__(indices)
+    anchors = dataset.valid_anchors.iloc[indices]
+    for i, (_, anchor) in enumerate(anchors.iterrows()):
+        track = dataset.tracks[dataset.tracks["global_track_id"] == anchor["global_track_id"]]
+        positive = track[track["t"] == anchor["t"] + 2]
+        assert len(positive) == 1
+        positive = positive.iloc[0]
+        expected_anchor = _raw_patch(tracking_plate, anchor["fov_name"], anchor["t"], anchor["y"], anchor["x"])
+        expected_positive = _raw_patch(
+            tracking_plate, positive["fov_name"], positive["t"], positive["y"], positive["x"]
+        )
+        np.testing.assert_array_equal(batch["anchor"][i].numpy(), expected_anchor)
+        np.testing.assert_array_equal(batch["positive"][i].numpy(), expected_positive)
+
+
+def _gapped_tables():
+    rows = {"track_id": [0, 0, 0, 1, 1, 1], "t": [0, 1, 3, 0, 2, 4]}
+    table = pd.DataFrame(rows).assign(id=range(6), parent_track_id=-1, parent_id=-1, y=48, x=48)
+    return [table]
+
+
+@pytest.mark.parametrize(
+    ("time_interval", "fit", "expected"),
+    [
+        (1, True, {(0, 0)}),
+        (2, True, {(0, 1), (1, 0), (1, 2)}),
+        ("any", True, {(0, 0), (0, 1), (0, 3), (1, 0), (1, 2), (1, 4)}),
+        (1, False, {(0, 0), (0, 1), (0, 3), (1, 0), (1, 2), (1, 4)}),
+    ],
+)
+def test_anchor_filter_with_gaps(tracking_plate, time_interval, fit, expected):
+    dataset = _dataset(tracking_plate, ["A/1/0"], _gapped_tables(), time_interval=time_interval, fit=fit)
+    assert set(zip(dataset.valid_anchors["track_id"], dataset.valid_anchors["t"], strict=True)) == expected
+
+
+def test_any_interval_positive_is_anchor_copy(tracking_plate):
+    batch = _dataset(tracking_plate, time_interval="any", return_negative=False).__getitems__([0, 1])
+    torch.testing.assert_close(batch["positive"], batch["anchor"])
+    assert batch["positive"].data_ptr() != batch["anchor"].data_ptr()
+
+
+def test_negatives_other_track_seeded(tracking_plate):
+    dataset = _dataset(tracking_plate, time_interval=1, seed=4)
+    indices = list(range(min(12, len(dataset))))
+    rows = dataset._anchor_rows[indices]
+    negatives = dataset._sample_negatives(rows, indices)
+    assert (dataset._row_track[negatives] != dataset._row_track[rows]).all()
+    has_later = np.isin(dataset._row_t[rows] + 1, dataset._row_t)
+    np.testing.assert_array_equal(dataset._row_t[negatives][has_later], dataset._row_t[rows][has_later] + 1)
+    np.testing.assert_array_equal(negatives, dataset._sample_negatives(rows, indices))
+    other_seed = _dataset(tracking_plate, time_interval=1, seed=5)
+    assert not np.array_equal(negatives, other_seed._sample_negatives(rows, indices))
+    first = dataset.__getitems__(indices)
+    again = dataset.__getitems__(indices)
+    torch.testing.assert_close(first["negative"], again["negative"])
+
+
+def test_single_track_has_no_negatives(tracking_plate):
+    table = _gapped_tables()[0].query("track_id == 0")
+    dataset = _dataset(tracking_plate, ["A/1/0"], [table], time_interval="any")
+    with pytest.raises(ValueError, match="at least two tracks"):
+        dataset.__getitems__([0])
+
+
+def test_predict_index_in_tracks_order(tracking_plate):
+    dm = _module(tracking_plate, batch_size=5)
+    dm.setup("predict")
+    batch = next(iter(dm.predict_dataloader()))
+    assert set(batch) == {"anchor", "anchor_norm_meta", "index"}
+    first_rows = tracking_plate.read_tracks().query("fov_name == 'A/1/0' and 16 < y < 80 and 16 < x < 80").head(5)
+    assert [row["id"] for row in batch["index"]] == first_rows["id"].tolist()
+    assert list(batch["index"][0]) == INDEX_COLUMNS
+    assert isinstance(batch["index"][0]["fov_name"], str)
+    dm.setup("predict")
+    assert len(dm.predict_dataset) == len(dm.predict_dataset.tracks)
+
+
+def test_predict_cells(tracking_plate):
+    dm = _module(tracking_plate, predict_cells=True, include_fov_names=["A/1/1", "B/1/0"], include_track_ids=[1, 2])
+    dm.setup("predict")
+    pairs = set(zip(dm.predict_dataset.tracks["fov_name"], dm.predict_dataset.tracks["track_id"], strict=True))
+    assert pairs <= {("A/1/1", 1), ("B/1/0", 2)}
+    assert len(pairs) >= 1
+
+
+def test_include_wells_and_exclude_fovs(tracking_plate):
+    dm = _module(tracking_plate, fit_include_wells=["B/1"])
+    dm.setup("fit")
+    fovs = {fov_name(p) for p in dm.train_dataset.positions + dm.val_dataset.positions}
+    assert fovs == {"B/1/0", "B/1/1"}
+    dm = _module(tracking_plate, fit_exclude_fovs=["A/1/0", "B/1/1"], split_ratio=0.5)
+    dm.setup("fit")
+    assert {fov_name(p) for p in dm.train_dataset.positions + dm.val_dataset.positions} == {"A/1/1", "B/1/0"}
+    with pytest.raises(ValueError, match="At least 2 FOVs"):
+        _module(tracking_plate, fit_include_wells=["B/1"], fit_exclude_fovs=["B/1/1"]).setup("fit")
+
+
+def test_normalization_after_transfer_uses_each_fov(tracking_plate, zscore):
+    dm = _module(tracking_plate, normalizations=[zscore(CHANNELS, level="fov_statistics")], return_negative=False)
+    dm.setup("fit")
+    dataset = dm.val_dataset
+    indices = [0, len(dataset) - 1]
+    batch = dm.on_after_batch_transfer(dataset.__getitems__(indices), 0)
+    with open_ome_zarr(tracking_plate.store_path) as store:
+        for i, (_, row) in enumerate(dataset.valid_anchors.iloc[indices].iterrows()):
+            raw = _raw_patch(tracking_plate, row["fov_name"], row["t"], row["y"], row["x"])[:, :, 4:28, 4:28]
+            meta = dict(store[row["fov_name"]].zattrs)["normalization"]
+            for c, channel in enumerate(CHANNELS):
+                stats = meta[channel]["fov_statistics"]
+                expected = (raw[c] - stats["mean"]) / stats["std"]
+                np.testing.assert_allclose(batch["anchor"][i, c].numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_augmentation_choice(tracking_plate):
+    def add_hundred(sample):
+        return {**sample, "GFP": sample["GFP"] + 100}
+
+    dm = _module(tracking_plate, time_interval="any", augmentations=[add_hundred], return_negative=False)
+    dm.setup("fit")
+    raw = dm.train_dataset.__getitems__([0, 1])
+    out = dm.on_after_batch_transfer({k: (v.clone() if torch.is_tensor(v) else v) for k, v in raw.items()}, 0)
+    torch.testing.assert_close(out["positive"][:, 1], out["anchor"][:, 1] + 100)
+    dm.augment_validation = False
+    dm.trainer = SimpleNamespace(predicting=False, validating=True)
+    out = dm.on_after_batch_transfer({k: (v.clone() if torch.is_tensor(v) else v) for k, v in raw.items()}, 0)
+    torch.testing.assert_close(out["positive"], out["anchor"])
+
+
+def test_plate_without_normalization(plate_without_norm, zscore):
+    dm = TripletDataModule(
+        plate_without_norm.store_path,
+        plate_without_norm.tracks_path,
+        CHANNELS,
+        z_range=(0, 5),
+        initial_yx_patch_size=(16, 16),
+        final_yx_patch_size=(16, 16),
+        batch_size=2,
+        num_workers=0,
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["anchor_norm_meta"] is None
+    assert dm.on_after_batch_transfer(batch, 0)["anchor"].shape == (2, 2, 5, 16, 16)
+
+
+def test_tables_are_not_modified(tracking_plate):
+    tables = [pd.read_csv(tracking_plate.tracks_csv(name)) for name in tracking_plate.fov_names]
+    copies = [table.copy() for table in tables]
+    _dataset(tracking_plate, tables=tables)
+    for table, copy in zip(tables, copies, strict=True):
+        pd.testing.assert_frame_equal(table, copy)
+
+
+def test_missing_column_lists_columns_found(tracking_plate, tmp_path):
+    table = pd.read_csv(tracking_plate.tracks_csv("A/1/0")).drop(columns=["parent_id"])
+    with pytest.raises(
+        ValueError, match=r"missing column\(s\) \['parent_id'\]; columns found: \['track_id', 't', 'id'"
+    ):
+        _dataset(tracking_plate, ["A/1/0"], [table])
+    tracks = tmp_path / "tracks"
+    for name in tracking_plate.fov_names:
+        (tracks / name).mkdir(parents=True)
+        pd.read_csv(tracking_plate.tracks_csv(name)).drop(columns=["x"]).to_csv(tracks / name / "t.csv", index=False)
+    dm = TripletDataModule(tracking_plate.store_path, tracks, CHANNELS, z_range=(0, 3), num_workers=0)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['x'\]; columns found"):
+        dm.setup("fit")
+
+
+def test_bad_channel_and_z_range(tracking_plate):
+    with pytest.raises(ValueError, match=r"\['DAPI'\] not found; the data has channels \['Phase3D', 'GFP'\]"):
+        _module(tracking_plate, source_channel=["Phase3D", "DAPI"])
+    with pytest.raises(ValueError, match=r"z_range \(2, 9\) .* does not fit the 7 Z slices"):
+        _module(tracking_plate, z_range=(2, 9))
+    with pytest.raises(ValueError, match="outside the 7 Z slices"):
+        _dataset(tracking_plate, z_range=slice(0, 8))
+
+
+def test_stores_keyed_by_store_path_and_fov(plate_factory):
+    first, second = plate_factory(fovs_per_well=1, seed=0), plate_factory(fovs_per_well=1, seed=1)
+    store_a, store_b = open_ome_zarr(first.store_path), open_ome_zarr(second.store_path)
+    positions = [store_a["A/1/0"], store_b["A/1/0"]]
+    tables = [pd.read_csv(first.tracks_csv("A/1/0")), pd.read_csv(second.tracks_csv("A/1/0"))]
+    dataset = TripletDataset(positions, tables, CHANNELS, (16, 16), slice(0, 5), fit=False)
+    n_first = int((dataset.tracks["_position_index"] == 0).sum())
+    batch = dataset.__getitems__([0, n_first])
+    for i, (plate, row) in enumerate(zip((first, second), dataset.tracks.iloc[[0, n_first]].itertuples(), strict=True)):
+        expected = _raw_patch(plate, "A/1/0", row.t, row.y, row.x, z_range=(0, 5), half=8)
+        np.testing.assert_array_equal(batch["anchor"][i].numpy(), expected)
+    assert len(dataset._stores) == 2
+
+
+def test_reads_both_zarr_formats(versioned_plate):
+    dataset = _dataset(versioned_plate, z_range=slice(0, 5), fit=False)
+    row = dataset.tracks.iloc[0]
+    patch = dataset[0]["anchor"][0]
+    expected = _raw_patch(versioned_plate, row["fov_name"], row["t"], row["y"], row["x"], z_range=(0, 5))
+    np.testing.assert_array_equal(patch.numpy(), expected)
+
+
+def test_pickled_dataset_reopens_stores(tracking_plate):
+    dataset = _dataset(tracking_plate, time_interval=1)
+    before = dataset.__getitems__([0, 1])
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone._stores == {}
+    torch.testing.assert_close(clone.__getitems__([0, 1])["anchor"], before["anchor"])
+
+
+def test_caching_reads_the_local_copy(tracking_plate, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dm = _module(tracking_plate, caching=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert all(
+        array_store_path(p["0"]).is_relative_to(tmp_path.resolve())
+        for p in dm.train_dataset.positions + dm.val_dataset.positions
+    )
+    dm.setup("predict")
+    assert array_store_path(dm.predict_dataset.positions[0]["0"]).is_relative_to(tracking_plate.store_path.resolve())
+
+
+def test_test_stage_unsupported(tracking_plate):
+    with pytest.raises(NotImplementedError, match="does not support testing"):
+        _module(tracking_plate).setup("test")
