@@ -144,20 +144,15 @@ def test_up_stage_rejects_unknown_mode():
 def test_decoder_does_not_mutate_its_input(mode):
     """Regression: the reference appended None to the caller's feature list."""
     decoder = UNeXt2Decoder(
-        [384, 192, 96, 48], norm_name="instance", mode=mode, conv_blocks=1, strides=(2, 2, 2), upsample_pre_conv=None
+        [64, 32, 16, 8], norm_name="instance", mode=mode, conv_blocks=1, strides=(2, 2, 2), upsample_pre_conv=None
     )
-    features = [
-        torch.rand(1, 384, 4, 4),
-        torch.rand(1, 192, 8, 8),
-        torch.rand(1, 96, 16, 16),
-        torch.rand(1, 48, 32, 32),
-    ]
+    features = [torch.rand(1, c, s, s) for c, s in [(64, 4), (32, 8), (16, 16), (8, 32)]]
     original = list(features)
     out = decoder(features)
-    assert out.shape == (1, 48, 32, 32)
+    assert out.shape == (1, 8, 32, 32)
     assert len(features) == 4
     assert all(a is b for a, b in zip(features, original, strict=True))
-    assert decoder(tuple(features)).shape == (1, 48, 32, 32)
+    assert decoder(tuple(features)).shape == (1, 8, 32, 32)
 
 
 def test_decoder_rejects_wrong_number_of_features():

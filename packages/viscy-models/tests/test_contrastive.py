@@ -60,7 +60,7 @@ def test_unsupported_backbone_lists_the_supported_ones():
 
 
 def test_stem_that_cannot_feed_the_backbone():
-    with pytest.raises(ValueError, match="Stem needs to output"):
+    with pytest.raises(ValueError, match="Stem needs to output"), torch.device("meta"):
         ContrastiveEncoder("convnext_tiny", in_channels=1, in_stack_depth=25)
 
 
