@@ -95,7 +95,8 @@ class CellDivisionTripletDataset(Dataset):
         n_channels = {track.shape[1] for track in self.tracks}
         if len(n_channels) != 1:
             raise ValueError(f"Track files have different channel counts: {sorted(n_channels)}.")
-        self.channel_indices = [_channel_index(name, n_channels.pop()) for name in self.channel_names]
+        (track_channels,) = n_channels
+        self.channel_indices = [_channel_index(name, track_channels) for name in self.channel_names]
         interval = 0 if time_interval == "any" or not fit else time_interval
         self.anchors = [(i, t) for i, track in enumerate(self.tracks) for t in range(len(track) - interval)]
 

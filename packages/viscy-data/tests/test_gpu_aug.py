@@ -1,0 +1,86 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from viscy_data._ome_compat import fov_name, open_ome_zarr
+from viscy_data.gpu_aug import CachedOmeZarrDataModule, CachedOmeZarrDataset
+
+
+def _module(plate, **kwargs):
+    settings = {
+        "channels": ["Phase3D", "GFP"],
+        "batch_size": 3,
+        "num_workers": 0,
+        "split_ratio": 0.75,
+        "train_cpu_transforms": [],
+        "val_cpu_transforms": [],
+        "train_gpu_transforms": [lambda batch: {**batch, "stage": "train"}],
+        "val_gpu_transforms": [lambda batch: {**batch, "stage": "val"}],
+        "pin_memory": False,
+    }
+    settings.update(kwargs)
+    return CachedOmeZarrDataModule(plate.store_path, **settings)
+
+
+def test_items_cache_and_norm_meta(synthetic_plate):
+    with open_ome_zarr(synthetic_plate.store_path) as plate:
+        positions = [plate["A/1/0"], plate["B/2/1"]]
+        cache = {}
+        dataset = CachedOmeZarrDataset(positions, ["GFP", "Phase3D"], cache)
+        assert len(dataset) == 2 * 4
+        (sample,) = dataset[5]  # B/2/1, t=1
+        assert sample["GFP"].shape == (1, 5, 64, 64)
+        np.testing.assert_array_equal(sample["Phase3D"][0].numpy(), plate["B/2/1"]["0"][1, 0])
+        expected = dict(plate["B/2/1"].zattrs)["normalization"]["GFP"]["timepoint_statistics"]["1"]["mean"]
+        assert sample["norm_meta"]["GFP"]["timepoint_statistics"]["mean"].item() == pytest.approx(expected)
+        assert len(cache) == 1
+        key = next(iter(cache))
+        cache[key] = torch.full_like(cache[key], 3.0)
+        assert (dataset[5][0]["GFP"] == 3.0).all(), "second read comes from the cache"
+        assert (CachedOmeZarrDataset(positions, ["GFP"], cache, skip_cache=True)[5][0]["GFP"] != 3.0).any()
+
+
+def test_train_and_val_never_share_cache_entries(synthetic_plate):
+    with open_ome_zarr(synthetic_plate.store_path) as plate:
+        shared = {}
+        train = CachedOmeZarrDataset([plate["A/1/0"]], ["GFP"], shared)
+        val = CachedOmeZarrDataset([plate["B/1/0"]], ["GFP"], shared)
+        train_first = train[0][0]["GFP"]
+        val_first = val[0][0]["GFP"]
+        assert not torch.equal(train_first, val_first)
+        np.testing.assert_array_equal(val_first[0].numpy(), plate["B/1/0"]["0"][0, 1])
+        assert len(shared) == 2
+
+
+def test_datamodule_split_exclude_and_gpu_transforms(synthetic_plate):
+    dm = _module(synthetic_plate, include_wells=["A/1", "A/2"], exclude_fovs=["A/2/1"])
+    dm.setup("fit")
+    train = {fov_name(p) for p in dm.train_dataset.positions}
+    val = {fov_name(p) for p in dm.val_dataset.positions}
+    assert train | val == {"A/1/0", "A/1/1", "A/2/0"}
+    assert train.isdisjoint(val)
+    assert dm.train_dataset.cache_map is not dm.val_dataset.cache_map
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["Phase3D"].shape == (3, 1, 5, 64, 64)
+    assert batch["norm_meta"]["GFP"]["dataset_statistics"]["mean"].shape == (3,)
+    assert dm.on_after_batch_transfer(batch, 0)["stage"] == "train"
+    dm.trainer = SimpleNamespace(training=False)
+    assert dm.on_after_batch_transfer(batch, 0)["stage"] == "val"
+    assert dm._maybe_sampler(dm.train_dataset, shuffle=True) is None
+
+
+def test_datamodule_only_fits_and_checks_channels(synthetic_plate):
+    with pytest.raises(NotImplementedError, match="'predict'"):
+        _module(synthetic_plate).setup("predict")
+    with pytest.raises(ValueError, match=r"the data has channels \['Phase3D', 'GFP'\]"):
+        _module(synthetic_plate, channels=["DIC"])
+
+
+def test_prefetch_factor_with_workers(synthetic_plate):
+    dm = _module(synthetic_plate, num_workers=1, prefetch_factor=2)
+    dm.setup("fit")
+    loader = dm.val_dataloader()
+    assert loader.prefetch_factor == 2
+    assert loader.persistent_workers
