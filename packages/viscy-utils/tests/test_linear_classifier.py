@@ -171,8 +171,6 @@ def _write_dataset(tmp_path, adata, name):
 def test_load_and_combine_datasets(tmp_path, caplog):
     adata = _tracked_adata()
     emb, ann = _write_dataset(tmp_path, adata.copy(), "one")
-    stripped = adata.copy()
-    del stripped.obs["state"]
     combined = load_and_combine_datasets(
         [{"embeddings": emb, "annotations": ann}, {"embeddings": emb, "annotations": ann, "include_wells": ["A/1"]}],
         "state",

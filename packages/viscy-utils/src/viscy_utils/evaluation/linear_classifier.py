@@ -250,7 +250,7 @@ def load_and_combine_datasets(datasets: Sequence[Mapping[str, Any]], task: str) 
             continue
         keep = _well_mask(adata.obs["fov_name"], dataset.get("include_wells"))
         labels = adata.obs[task]
-        keep &= labels.notna().to_numpy() & ~labels.astype(str).isin(_IGNORED_LABELS).to_numpy()
+        keep = keep & labels.notna().to_numpy() & ~labels.astype(str).isin(_IGNORED_LABELS).to_numpy()
         dropped = int((~keep).sum())
         if dropped:
             _logger.warning(
