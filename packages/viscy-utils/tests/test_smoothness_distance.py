@@ -56,6 +56,32 @@ def test_smoothness_is_reproducible_and_needs_tracks(make_tracked_embeddings):
         compute_embeddings_smoothness(_adata(features, single))
 
 
+def test_smoothness_memory_grows_linearly_not_quadratically():
+    # regression: the reference built the full N x N distance matrix (3.2 GB of float64 here)
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n_tracks, n_frames = 2_000, 10
+    features = rng.normal(size=(n_tracks * n_frames, 4))
+    obs = pd.DataFrame(
+        {
+            "fov_name": "A/1/0",
+            "track_id": np.repeat(np.arange(n_tracks), n_frames),
+            "t": np.tile(np.arange(n_frames), n_tracks),
+        }
+    )
+    adata = _adata(features, obs)
+    tracemalloc.start()
+    try:
+        stats, _, _ = compute_embeddings_smoothness(adata)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    n = n_tracks * n_frames
+    assert peak < n * n * 8 / 20
+    assert np.isfinite(stats["smoothness_score"])
+
+
 def test_piece_wise_distance_sorts_by_time():
     obs = pd.DataFrame({"fov_name": ["A/1/0"] * 3, "track_id": [0, 0, 0], "t": [2, 0, 1]})
     distances = np.array([[0.0, 5.0, 1.0], [5.0, 0.0, 2.0], [1.0, 2.0, 0.0]])

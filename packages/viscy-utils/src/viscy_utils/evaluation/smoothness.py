@@ -20,6 +20,9 @@ __all__ = [
     "paired_distances",
 ]
 
+_MAX_KDE_SAMPLES = 10_000
+"""The KDE of :func:`find_distribution_peak` is fitted on at most this many samples."""
+
 
 def paired_distances(a: np.ndarray, b: np.ndarray, metric: Literal["cosine", "euclidean"] = "cosine") -> np.ndarray:
     """Distance between row ``i`` of ``a`` and row ``i`` of ``b``, for every ``i``.
@@ -92,7 +95,8 @@ def find_distribution_peak(data: np.ndarray, method: Literal["kde_robust", "hist
     data : np.ndarray
         Samples.
     method : {"kde_robust", "histogram"}
-        Gaussian KDE evaluated on 1000 points, or a 50-bin histogram.
+        Gaussian KDE evaluated on 1000 points (fitted on at most 10,000 samples drawn with a
+        fixed seed), or a 50-bin histogram.
 
     Returns
     -------
@@ -109,6 +113,8 @@ def find_distribution_peak(data: np.ndarray, method: Literal["kde_robust", "hist
     if method == "kde_robust":
         stats = import_optional("scipy.stats", "eval")
         grid = np.linspace(data.min(), data.max(), 1000)
+        if data.size > _MAX_KDE_SAMPLES:
+            data = np.random.default_rng(0).choice(data, _MAX_KDE_SAMPLES, replace=False)
         density = stats.gaussian_kde(data)(grid)
     elif method == "histogram":
         density, edges = np.histogram(data, bins=50)
