@@ -301,3 +301,17 @@ def test_caching_reads_the_local_copy(tracking_plate, tmp_path, monkeypatch):
 def test_test_stage_unsupported(tracking_plate):
     with pytest.raises(NotImplementedError, match="does not support testing"):
         _module(tracking_plate).setup("test")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transforms_after_transfer_run_on_the_gpu(tracking_plate, zscore):
+    from lightning.pytorch.utilities import move_data_to_device
+
+    dm = _module(tracking_plate, normalizations=[zscore(CHANNELS)], return_negative=False)
+    dm.setup("fit")
+    batch = dm.val_dataset.__getitems__([0, 1, 2])
+    on_cpu = dm.on_after_batch_transfer({**batch}, 0)
+    on_gpu = dm.on_after_batch_transfer(move_data_to_device(batch, torch.device("cuda")), 0)
+    assert on_gpu["anchor"].is_cuda
+    torch.testing.assert_close(on_gpu["anchor"].cpu(), on_cpu["anchor"])
