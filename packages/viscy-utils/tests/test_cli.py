@@ -264,3 +264,56 @@ def test_export_loads_checkpoint_strictly(tmp_path, testing_modules):
         trainer.export(TinyRegressor(), tmp_path / "m.onnx", ckpt)
     with pytest.raises(NotImplementedError, match="'torchscript'"):
         trainer.export(TinyRegressor(), tmp_path / "m.pt", ckpt, format="torchscript")
+
+
+def _fit_config(tmp_path: Path, lr: float, max_epochs: int, ckpt_path: Path | None = None) -> Path:
+    ckpt_line = f"ckpt_path: {ckpt_path}" if ckpt_path else ""
+    return _write(
+        tmp_path / f"fit_{lr}_{max_epochs}.yml",
+        f"""
+        trainer:
+          accelerator: cpu
+          max_epochs: {max_epochs}
+          limit_train_batches: 1
+          limit_val_batches: 1
+          enable_progress_bar: false
+          default_root_dir: {tmp_path}
+        model:
+          class_path: viscy_utils_testing.TinyRegressor
+          init_args:
+            lr: {lr}
+        data:
+          class_path: viscy_utils_testing.RandomPairsDataModule
+        {ckpt_line}
+        """,
+    )
+
+
+def test_checkpoint_hyperparameters_apply_to_fit_only(tmp_path, testing_modules, monkeypatch, viscy):
+    # regression: checkpoint hparams overwrote the user's model arguments in predict/test/validate
+    monkeypatch.chdir(tmp_path)
+    viscy("fit", "-c", str(_fit_config(tmp_path, lr=0.5, max_epochs=1)))
+    (ckpt,) = tmp_path.glob("lightning_logs/*/checkpoints/*.ckpt")
+    validate = _fit_config(tmp_path, lr=0.1, max_epochs=1, ckpt_path=ckpt)
+    cli = viscy("validate", "-c", str(validate))
+    assert cli.model.hparams.lr == 0.1
+    cli = viscy("fit", "-c", str(_fit_config(tmp_path, lr=0.1, max_epochs=2, ckpt_path=ckpt)))
+    assert cli.model.hparams.lr == 0.5
+    assert cli.trainer.current_epoch == 2
+
+
+def test_unparsable_checkpoint_hyperparameters_do_not_abort_fit(tmp_path, testing_modules, monkeypatch, viscy, caplog):
+    from viscy_utils_testing import TinyRegressor
+
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "odd.ckpt"
+    viscy("fit", "-c", str(_fit_config(tmp_path, lr=0.5, max_epochs=1)))
+    (trained,) = tmp_path.glob("lightning_logs/*/checkpoints/*.ckpt")
+    checkpoint = torch.load(trained, weights_only=False)
+    checkpoint["hyper_parameters"] = {"lr": "fast"}  # not a float: the parser exits
+    torch.save(checkpoint, ckpt)
+    with caplog.at_level(logging.WARNING, logger="viscy_utils"):
+        cli = viscy("fit", "-c", str(_fit_config(tmp_path, lr=0.1, max_epochs=2, ckpt_path=ckpt)))
+    assert "hyperparameters" in caplog.text
+    assert isinstance(cli.model, TinyRegressor)
+    assert cli.model.hparams.lr == 0.1
