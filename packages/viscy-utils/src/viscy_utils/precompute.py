@@ -12,6 +12,7 @@ import dask.array as da
 import numpy as np
 
 from viscy_data._ome_compat import fov_name, open_ome_zarr
+from viscy_data.select import _filter_fovs, _filter_wells
 
 __all__ = ["precompute_array"]
 
@@ -108,8 +109,6 @@ def precompute_array(
     ValueError
         On unknown channels, wells or FOVs, mismatched list lengths or invalid recipes.
     """
-    from viscy_data.select import _filter_fovs, _filter_wells
-
     output_path = Path(output_path)
     if output_path.exists() and not overwrite:
         raise FileExistsError(f"{output_path} exists; pass overwrite=True to replace it.")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from viscy_data._typing import INDEX_COLUMNS
+from viscy_data import INDEX_COLUMNS
 
 __all__ = ["INDEX_COLUMNS", "embedding_matrix", "embedding_obs", "require_columns"]
 
