@@ -165,3 +165,25 @@ def test_read_legacy_xarray_embeddings(tmp_path, caplog):
     loaded = read_embedding_dataset(tmp_path / "legacy.zarr")
     assert list(loaded.indexes["sample"].names) == ["fov_name", "track_id", "t", "id"]
     np.testing.assert_array_equal(loaded["features"].values, dataset["features"].values)
+
+
+def test_failed_reduction_is_skipped_with_a_warning(tmp_path, caplog):
+    index = pd.DataFrame({"fov_name": ["A/1/0"] * 4, "id": range(4)})
+    write_embedding_dataset(tmp_path / "e.zarr", np.ones((4, 3)), index, pca_kwargs={"n_components": "three"})
+    assert "Skipping PCA" in caplog.text
+    adata = ad.read_zarr(tmp_path / "e.zarr")
+    assert "X_pca" not in adata.obsm
+    assert adata.n_obs == 4
+
+
+def test_missing_reduction_library_fails_at_construction(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "umap" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ImportError, match=r"pip install 'viscy-utils\[eval\]'"):
+        EmbeddingWriter(tmp_path / "e.zarr", umap_kwargs={})

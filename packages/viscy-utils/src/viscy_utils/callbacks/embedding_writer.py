@@ -20,7 +20,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from viscy_utils import __version__
-from viscy_utils._optional import import_optional
+from viscy_utils._optional import import_optional, require_installed
 from viscy_utils.evaluation._embeddings import INDEX_COLUMNS
 
 __all__ = [
@@ -100,11 +100,11 @@ def _check_output(output_path: Path, overwrite: bool) -> None:
 def _check_reduction_dependencies(pca_kwargs: dict | None, umap_kwargs: dict | None, phate_kwargs: dict | None) -> None:
     """Fail before any work when a requested reduction's library is missing."""
     if pca_kwargs is not None or umap_kwargs is not None or phate_kwargs is not None:
-        import_optional("sklearn", "eval")
+        require_installed("sklearn", "eval")
     if umap_kwargs is not None:
-        import_optional("umap", "eval")
+        require_installed("umap", "eval")
     if phate_kwargs is not None:
-        import_optional("phate", "eval")
+        require_installed("phate", "eval")
 
 
 def write_embedding_dataset(
@@ -251,7 +251,7 @@ class EmbeddingWriter(BasePredictionWriter):
         if embedding_key not in ("features", "projections"):
             raise ValueError(f"embedding_key must be 'features' or 'projections', got {embedding_key!r}.")
         super().__init__(write_interval)
-        import_optional("anndata", "anndata")
+        require_installed("anndata", "anndata")
         _check_reduction_dependencies(pca_kwargs, umap_kwargs, phate_kwargs)
         self.output_path = Path(output_path)
         self.umap_kwargs = umap_kwargs
