@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -70,6 +72,7 @@ def _gloo_worker(rank, init_file, result_file):
         dist.destroy_process_group()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="forks the two ranks, which only Linux does safely")
 def test_two_real_gloo_processes(tmp_path):
     result_file = tmp_path / "gathered.pt"
     mp.start_processes(

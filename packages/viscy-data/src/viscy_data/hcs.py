@@ -315,9 +315,12 @@ class HCSDataModule(LightningDataModule):
 
     def _check_inputs(self) -> None:
         """Validate the data path and channels at construction."""
-        shape = _validate_store_channels(self.data_path, self.source_channel + self.target_channel, self.array_key)
-        if not 1 <= self.z_window_size <= shape[2]:
-            raise ValueError(f"z_window_size {self.z_window_size} must be between 1 and the {shape[2]} Z slices.")
+        self._store_shape = _validate_store_channels(
+            self.data_path, self.source_channel + self.target_channel, self.array_key
+        )
+        n_slices = self._store_shape[2]
+        if not 1 <= self.z_window_size <= n_slices:
+            raise ValueError(f"z_window_size {self.z_window_size} must be between 1 and the {n_slices} Z slices.")
 
     @property
     def cache_path(self) -> Path:

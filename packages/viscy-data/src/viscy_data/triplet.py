@@ -32,7 +32,6 @@ from viscy_data._utils import (
     _loader_kwargs,
     _require_columns,
     _transform_channel_wise,
-    _validate_store_channels,
 )
 from viscy_data.hcs import HCSDataModule
 from viscy_data.normalization import read_norm_meta, select_timepoint
@@ -142,6 +141,8 @@ class TripletDataset(Dataset):
         if predict_cells:
             self.tracks = self._select_cells(self.tracks)
         self.valid_anchors = self._filter_anchors(self.tracks)
+        if self.valid_anchors.empty:
+            _logger.warning("TripletDataset of %d FOVs has no valid anchors.", len(positions))
         self._index_rows()
 
     def _filter_tracks(self, tracks_tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -218,7 +219,8 @@ class TripletDataset(Dataset):
         if self.fit and self.return_negative and self.time_interval != "any":
             order = np.argsort(self._row_t, kind="stable")
             self._rows_by_t = order
-            self._t_bounds = np.searchsorted(self._row_t[order], np.arange(self._row_t.max() + 2))
+            n_bounds = int(self._row_t.max()) + 2 if len(order) else 1
+            self._t_bounds = np.searchsorted(self._row_t[order], np.arange(n_bounds))
 
     def __len__(self) -> int:
         return len(self.valid_anchors)
@@ -267,7 +269,10 @@ class TripletDataset(Dataset):
             destination = ts.array(batch, copy=False, write=True)
             for slot, row in enumerate(rows):
                 y, x = self._row_y[row], self._row_x[row]
-                source = self._get_tensorstore(self._row_position[row]).oindex[
+                store = self._get_tensorstore(self._row_position[row])
+                # plain indexing is faster; outer indexing is only needed for a channel list
+                indexer = store if isinstance(channels, slice) else store.oindex
+                source = indexer[
                     self._row_t[row], channels, self.z_range, y - half_y : y + half_y, x - half_x : x + half_x
                 ]
                 futures.append(destination[slot].write(source))
@@ -478,7 +483,7 @@ class TripletDataModule(HCSDataModule):
         self.time_interval = time_interval
         self.return_negative = return_negative
         self.cache_pool_bytes = cache_pool_bytes
-        n_slices = _validate_store_channels(self.data_path, self.source_channel)[2]
+        n_slices = self._store_shape[2]
         if z_stop > n_slices or self.z_window_size > z_stop - z_start:
             raise ValueError(
                 f"z_range {tuple(z_range)} (z_window_size {self.z_window_size}) does not fit the {n_slices} Z slices."
