@@ -261,3 +261,11 @@ def test_reads_zarr_v3_and_v2(versioned_plate):
     dm = _module(versioned_plate)
     dm.setup("fit")
     assert next(iter(dm.train_dataloader()))["source"].shape == (4, 1, 3, 32, 32)
+
+
+def test_fovs_must_share_channel_order(synthetic_plate, plate_factory):
+    swapped = plate_factory(channel_names=("GFP", "Phase3D"), fovs_per_well=1, n_frames=1)
+    with open_ome_zarr(synthetic_plate.store_path) as first, open_ome_zarr(swapped.store_path) as second:
+        positions = [first["A/1/0"], second["A/1/0"]]
+        with pytest.raises(ValueError, match="all FOVs must share one channel order"):
+            SlidingWindowDataset(positions, {"source": ["GFP"]}, z_window_size=1)

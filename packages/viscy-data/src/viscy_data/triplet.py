@@ -137,6 +137,7 @@ class TripletDataset(Dataset):
         self._stores: dict[str, Any] = {}
         self._store_lock = threading.Lock()
         self._norm_meta = [read_norm_meta(position) for position in positions]
+        self._store_keys = [str(array_store_path(position["0"])) for position in positions]
         self.tracks = self._filter_tracks(tracks_tables)
         if predict_cells:
             self.tracks = self._select_cells(self.tracks)
@@ -237,8 +238,7 @@ class TripletDataset(Dataset):
 
     def _get_tensorstore(self, position_index: int) -> Any:
         """Open (once per store path and FOV) the tensorstore of a position's array ``"0"``."""
-        image = self.positions[position_index]["0"]
-        key = str(array_store_path(image))
+        key = self._store_keys[position_index]
         store = self._stores.get(key)
         if store is None:
             with self._store_lock:
@@ -246,6 +246,7 @@ class TripletDataset(Dataset):
                     self._context = _tensorstore_context(self.cache_pool_bytes)
                 store = self._stores.get(key)
                 if store is None:
+                    image = self.positions[position_index]["0"]
                     store = self._stores[key] = open_tensorstore(image, context=self._context)
         return store
 
