@@ -64,6 +64,7 @@ def predicted_embeddings(synthetic_plate, tmp_path_factory):
               accelerator: cpu
               logger: false
               enable_progress_bar: false
+              default_root_dir: {tmp_path}
               callbacks:
                 - class_path: viscy_utils.callbacks.EmbeddingWriter
                   init_args:
