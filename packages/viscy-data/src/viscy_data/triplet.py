@@ -254,30 +254,31 @@ class TripletDataset(Dataset):
         """Read ``(B, C, Z, Y, X)`` patches around each set of tracks rows, all sets at once.
 
         Every patch is copied by tensorstore straight into its slot of one preallocated
-        batch array per set, with all reads in flight together.
+        batch array per set; all reads go out in one tensorstore batch, so chunks shared by
+        several patches are read once.
         """
         ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
         half_y, half_x = self.yx_patch_size[0] // 2, self.yx_patch_size[1] // 2
         channels = _as_slice_if_contiguous(self.channel_indices)
         z_size = len(range(*self.z_range.indices(self._n_slices)))
         batches, futures = [], []
-        for rows in row_sets:
-            first_store = self._get_tensorstore(self._row_position[rows[0]] if len(rows) else 0)
-            batch = np.empty(
-                (len(rows), len(self.channel_indices), z_size, 2 * half_y, 2 * half_x),
-                dtype=first_store.dtype.numpy_dtype,
-            )
-            destination = ts.array(batch, copy=False, write=True)
-            for slot, row in enumerate(rows):
-                y, x = self._row_y[row], self._row_x[row]
-                store = self._get_tensorstore(self._row_position[row])
-                # plain indexing is faster; outer indexing is only needed for a channel list
-                indexer = store if isinstance(channels, slice) else store.oindex
-                source = indexer[
-                    self._row_t[row], channels, self.z_range, y - half_y : y + half_y, x - half_x : x + half_x
-                ]
-                futures.append(destination[slot].write(source))
-            batches.append(batch)
+        with ts.Batch() as read_batch:  # lets tensorstore read each chunk once for the whole batch
+            for rows in row_sets:
+                first_store = self._get_tensorstore(self._row_position[rows[0]] if len(rows) else 0)
+                batch = np.empty(
+                    (len(rows), len(self.channel_indices), z_size, 2 * half_y, 2 * half_x),
+                    dtype=first_store.dtype.numpy_dtype,
+                )
+                destination = ts.array(batch, copy=False, write=True)
+                for slot, row in enumerate(rows):
+                    y, x = self._row_y[row], self._row_x[row]
+                    store = self._get_tensorstore(self._row_position[row])
+                    # plain indexing is faster; outer indexing is only needed for a channel list
+                    indexer = store if isinstance(channels, slice) else store.oindex
+                    yx = (slice(y - half_y, y + half_y), slice(x - half_x, x + half_x))
+                    source = indexer[(self._row_t[row], channels, self.z_range, *yx)]
+                    futures.append(destination[slot].write(source, batch=read_batch))
+                batches.append(batch)
         for future in futures:
             future.result()
         return [torch.from_numpy(batch) for batch in batches]
