@@ -7,8 +7,8 @@ with ``plate_factory``.
 import pytest
 import torch
 
-from viscy_data._ome_compat import SUPPORTED_OME_VERSIONS, open_ome_zarr
 from viscy_data.normalization import NORMALIZATION_FIELD
+from viscy_data.ome_compat import SUPPORTED_OME_VERSIONS, open_ome_zarr
 from viscy_data.synthetic import write_synthetic_plate
 
 OME_VERSIONS = ("0.4", "0.5")

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from viscy_data._ome_compat import open_ome_zarr
 from viscy_data._typing import INDEX_COLUMNS
 from viscy_data.cell_classification import ClassificationDataModule, ClassificationDataset
+from viscy_data.ome_compat import open_ome_zarr
 
 
 def _module(plate, **kwargs):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from viscy_data._ome_compat import (
+from viscy_data.ome_compat import (
     SUPPORTED_OME_VERSIONS,
     array_name,
     array_store_path,

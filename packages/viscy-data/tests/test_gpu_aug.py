@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from viscy_data._ome_compat import fov_name, open_ome_zarr
 from viscy_data.gpu_aug import CachedOmeZarrDataModule, CachedOmeZarrDataset
+from viscy_data.ome_compat import fov_name, open_ome_zarr
 
 
 def _module(plate, **kwargs):

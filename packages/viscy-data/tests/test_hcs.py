@@ -6,8 +6,8 @@ import pytest
 import torch
 from monai.transforms import Compose, RandAffined, RandSpatialCropSamplesd
 
-from viscy_data._ome_compat import array_store_path, array_zarr_format, fov_name, open_ome_zarr
 from viscy_data.hcs import HCSDataModule, MaskTestDataset, SlidingWindowDataset
+from viscy_data.ome_compat import array_store_path, array_zarr_format, fov_name, open_ome_zarr
 
 
 @pytest.fixture

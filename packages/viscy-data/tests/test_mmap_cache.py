@@ -6,8 +6,8 @@ import torch
 
 pytest.importorskip("tensordict")
 
-from viscy_data._ome_compat import fov_name, open_ome_zarr
 from viscy_data.mmap_cache import MmappedDataModule, MmappedDataset
+from viscy_data.ome_compat import fov_name, open_ome_zarr
 
 
 def _double(sample):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from viscy_data._ome_compat import open_ome_zarr
+from viscy_data.ome_compat import open_ome_zarr
 from viscy_data.segmentation import SegmentationDataModule, SegmentationDataset
 from viscy_data.synthetic import write_synthetic_plate
 

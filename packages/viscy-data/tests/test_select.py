@@ -1,6 +1,6 @@
 import pytest
 
-from viscy_data._ome_compat import fov_name, open_ome_zarr
+from viscy_data.ome_compat import fov_name, open_ome_zarr
 from viscy_data.select import SelectWell
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from viscy_data._ome_compat import SUPPORTED_OME_VERSIONS, array_zarr_format, open_ome_zarr
 from viscy_data.normalization import compute_statistics
+from viscy_data.ome_compat import SUPPORTED_OME_VERSIONS, array_zarr_format, open_ome_zarr
 from viscy_data.synthetic import ANNOTATION_COLUMNS, TRACK_COLUMNS, write_synthetic_plate
 
 

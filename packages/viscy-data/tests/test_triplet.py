@@ -9,8 +9,8 @@ import torch
 
 pytest.importorskip("tensorstore")
 
-from viscy_data._ome_compat import array_store_path, fov_name, open_ome_zarr
 from viscy_data._typing import INDEX_COLUMNS
+from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr
 from viscy_data.triplet import TripletDataModule, TripletDataset
 
 CHANNELS = ["Phase3D", "GFP"]

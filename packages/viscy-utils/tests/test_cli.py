@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-from viscy_data._ome_compat import open_ome_zarr
 from viscy_data.normalization import read_norm_meta
+from viscy_data.ome_compat import open_ome_zarr
 from viscy_utils.cli import LOG_LEVEL_ENV, VISCY_SUBCOMMANDS
 
 

@@ -2,7 +2,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from viscy_data._ome_compat import open_ome_zarr
+from viscy_data.ome_compat import open_ome_zarr
 from viscy_utils.meta_utils import generate_normalization_metadata, resolve_channel_ids
 from viscy_utils.precompute import _normalize_image, precompute_array
 

@@ -8,8 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-from viscy_data._ome_compat import open_ome_zarr
 from viscy_data.normalization import NORMALIZATION_FIELD
+from viscy_data.ome_compat import open_ome_zarr
 
 __all__ = ["copy_plate_to_cache", "store_cache_dir"]
 

@@ -12,8 +12,8 @@ from monai.data.utils import collate_meta_tensor
 from monai.transforms import CenterSpatialCrop, Cropd
 from torch import Tensor
 
-from viscy_data._ome_compat import fov_name, open_ome_zarr
 from viscy_data._typing import DictTransform, NormMeta
+from viscy_data.ome_compat import fov_name, open_ome_zarr
 
 __all__ = ["BatchedCenterSpatialCropd"]
 

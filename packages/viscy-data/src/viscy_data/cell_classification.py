@@ -16,7 +16,6 @@ from monai.transforms import Compose
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from viscy_data._ome_compat import fov_name, open_ome_zarr
 from viscy_data._typing import (
     INDEX_COLUMNS,
     LABEL_CELL_CYCLE_STATE,
@@ -27,6 +26,7 @@ from viscy_data._typing import (
 )
 from viscy_data._utils import _channel_indices, _require_columns
 from viscy_data.normalization import read_norm_meta
+from viscy_data.ome_compat import fov_name, open_ome_zarr
 
 __all__ = ["ClassificationDataModule", "ClassificationDataset"]
 

@@ -9,9 +9,9 @@ from monai.data import set_track_meta
 from monai.transforms import Compose, MapTransform
 from torch.utils.data import Subset
 
-from viscy_data._ome_compat import open_ome_zarr
 from viscy_data._utils import _validate_store_channels
-from viscy_data.gpu_aug import CachedOmeZarrDataset, GPUTransformDataModule, _compose
+from viscy_data.gpu_aug import CachedOmeZarrDataset, GPUTransformDataModule
+from viscy_data.ome_compat import open_ome_zarr
 
 __all__ = ["CTMCv1DataModule"]
 
@@ -64,10 +64,7 @@ class CTMCv1DataModule(GPUTransformDataModule):
         super().__init__()
         self.train_data_path = Path(train_data_path)
         self.val_data_path = Path(val_data_path)
-        self._train_cpu_transforms = _compose(train_cpu_transforms)
-        self._val_cpu_transforms = _compose(val_cpu_transforms)
-        self._train_gpu_transforms = _compose(train_gpu_transforms)
-        self._val_gpu_transforms = _compose(val_gpu_transforms)
+        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
         self.batch_size = batch_size
         self.num_workers = num_workers
         if val_subsample_ratio < 1:
@@ -79,26 +76,6 @@ class CTMCv1DataModule(GPUTransformDataModule):
         self.seed = seed
         for path in (self.train_data_path, self.val_data_path):
             _validate_store_channels(path, self.channel_names)
-
-    @property
-    def train_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of training data."""
-        return self._train_cpu_transforms
-
-    @property
-    def train_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of training data, on the device."""
-        return self._train_gpu_transforms
-
-    @property
-    def val_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of validation data."""
-        return self._val_cpu_transforms
-
-    @property
-    def val_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of validation data, on the device."""
-        return self._val_gpu_transforms
 
     def _dataset(self, path: Path, transform: Compose) -> CachedOmeZarrDataset:
         plate = open_ome_zarr(path, layout="hcs", mode="r")

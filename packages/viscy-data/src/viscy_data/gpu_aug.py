@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import MutableMapping, Sequence
 from multiprocessing import Manager
 from pathlib import Path
@@ -19,7 +18,6 @@ from monai.transforms import Compose, MapTransform
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from viscy_data._ome_compat import array_store_path, open_ome_zarr
 from viscy_data._utils import (
     _ensure_channel_list,
     _loader_kwargs,
@@ -29,6 +27,7 @@ from viscy_data._utils import (
 )
 from viscy_data.distributed import ShardedDistributedSampler
 from viscy_data.normalization import read_norm_meta, select_timepoint
+from viscy_data.ome_compat import array_store_path, open_ome_zarr
 from viscy_data.select import SelectWell
 
 __all__ = ["CachedOmeZarrDataModule", "CachedOmeZarrDataset", "GPUTransformDataModule"]
@@ -36,11 +35,12 @@ __all__ = ["CachedOmeZarrDataModule", "CachedOmeZarrDataset", "GPUTransformDataM
 _logger = logging.getLogger(__name__)
 
 
-class GPUTransformDataModule(ABC, LightningDataModule):
+class GPUTransformDataModule(LightningDataModule):
     """Base of data modules with CPU transforms per sample and GPU transforms per batch.
 
     Subclasses set ``train_dataset``, ``val_dataset``, ``batch_size``, ``num_workers``,
-    ``pin_memory`` and ``prefetch_factor``, and provide the four transform properties. After
+    ``pin_memory`` and ``prefetch_factor``, and set the four transform pipelines with
+    :meth:`_set_transforms` (or override the four transform properties). After
     a batch reaches the device, :meth:`on_after_batch_transfer` applies the training GPU
     transforms while training and the validation ones otherwise. Under DDP each rank reads
     its own contiguous shard (:class:`~viscy_data.distributed.ShardedDistributedSampler`),
@@ -55,25 +55,38 @@ class GPUTransformDataModule(ABC, LightningDataModule):
     prefetch_factor: int | None
     seed: int = 0
 
+    def _set_transforms(
+        self,
+        train_cpu_transforms: Sequence[MapTransform] | Compose | None,
+        val_cpu_transforms: Sequence[MapTransform] | Compose | None,
+        train_gpu_transforms: Sequence[MapTransform] | Compose | None,
+        val_gpu_transforms: Sequence[MapTransform] | Compose | None,
+    ) -> None:
+        """Compose and keep the four transform pipelines the properties below return."""
+        self._train_cpu_transforms = _compose(train_cpu_transforms)
+        self._val_cpu_transforms = _compose(val_cpu_transforms)
+        self._train_gpu_transforms = _compose(train_gpu_transforms)
+        self._val_gpu_transforms = _compose(val_gpu_transforms)
+
     @property
-    @abstractmethod
     def train_cpu_transforms(self) -> Compose:
         """Per-sample transforms of training data."""
+        return self._train_cpu_transforms
 
     @property
-    @abstractmethod
     def train_gpu_transforms(self) -> Compose:
         """Per-batch transforms of training data, on the device."""
+        return self._train_gpu_transforms
 
     @property
-    @abstractmethod
     def val_cpu_transforms(self) -> Compose:
         """Per-sample transforms of validation data."""
+        return self._val_cpu_transforms
 
     @property
-    @abstractmethod
     def val_gpu_transforms(self) -> Compose:
         """Per-batch transforms of validation data, on the device."""
+        return self._val_gpu_transforms
 
     def _maybe_sampler(self, dataset: Dataset, shuffle: bool) -> ShardedDistributedSampler | None:
         """Return a sharded sampler under an initialized process group, otherwise None."""
@@ -257,10 +270,7 @@ class CachedOmeZarrDataModule(GPUTransformDataModule, SelectWell):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.split_ratio = split_ratio
-        self._train_cpu_transforms = _compose(train_cpu_transforms)
-        self._val_cpu_transforms = _compose(val_cpu_transforms)
-        self._train_gpu_transforms = _compose(train_gpu_transforms)
-        self._val_gpu_transforms = _compose(val_gpu_transforms)
+        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
         self.pin_memory = pin_memory
         self.skip_cache = skip_cache
         self._include_wells = include_wells
@@ -268,26 +278,6 @@ class CachedOmeZarrDataModule(GPUTransformDataModule, SelectWell):
         self.prefetch_factor = prefetch_factor
         self.seed = seed
         _validate_store_channels(self.data_path, self.channels)
-
-    @property
-    def train_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of training data."""
-        return self._train_cpu_transforms
-
-    @property
-    def train_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of training data, on the device."""
-        return self._train_gpu_transforms
-
-    @property
-    def val_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of validation data."""
-        return self._val_cpu_transforms
-
-    @property
-    def val_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of validation data, on the device."""
-        return self._val_gpu_transforms
 
     def setup(self, stage: str | None) -> None:
         """Split the selected FOVs into training and validation datasets (fit and validate only)."""

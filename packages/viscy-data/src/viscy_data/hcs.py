@@ -23,7 +23,6 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from viscy_data._cache import copy_plate_to_cache, store_cache_dir
-from viscy_data._ome_compat import array_name, fov_name, open_ome_zarr
 from viscy_data._typing import ChannelMap, DictTransform, HCSStackIndex, Sample
 from viscy_data._utils import (
     _collate_samples,
@@ -35,6 +34,7 @@ from viscy_data._utils import (
     _validate_store_channels,
 )
 from viscy_data.normalization import read_norm_meta, select_timepoint
+from viscy_data.ome_compat import array_name, fov_name, open_ome_zarr
 
 __all__ = ["HCSDataModule", "MaskTestDataset", "SlidingWindowDataset"]
 

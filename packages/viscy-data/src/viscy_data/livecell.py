@@ -196,36 +196,13 @@ class LiveCellDataModule(GPUTransformDataModule):
         self.train_annotations = _existing(train_annotations, directory=False)
         self.val_annotations = _existing(val_annotations, directory=False)
         self.test_annotations = _existing(test_annotations, directory=False)
-        self._train_cpu_transforms = _compose(train_cpu_transforms)
-        self._val_cpu_transforms = _compose(val_cpu_transforms)
-        self._train_gpu_transforms = _compose(train_gpu_transforms)
-        self._val_gpu_transforms = _compose(val_gpu_transforms)
+        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
         self.test_transforms = _compose(test_transforms)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.prefetch_factor = prefetch_factor if num_workers > 0 else None
         self.seed = seed
-
-    @property
-    def train_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of training data."""
-        return self._train_cpu_transforms
-
-    @property
-    def train_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of training data, on the device."""
-        return self._train_gpu_transforms
-
-    @property
-    def val_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of validation data."""
-        return self._val_cpu_transforms
-
-    @property
-    def val_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of validation data, on the device."""
-        return self._val_gpu_transforms
 
     def _annotated_images(self, annotations: Path | None, role: str) -> list[Path]:
         if annotations is None or self.train_val_images is None:

@@ -22,7 +22,6 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from viscy_data._cache import store_cache_dir
-from viscy_data._ome_compat import open_ome_zarr
 from viscy_data._optional import import_optional
 from viscy_data._utils import (
     _ensure_channel_list,
@@ -32,6 +31,7 @@ from viscy_data._utils import (
 )
 from viscy_data.gpu_aug import GPUTransformDataModule, _compose
 from viscy_data.normalization import read_norm_meta, select_timepoint
+from viscy_data.ome_compat import open_ome_zarr
 from viscy_data.select import SelectWell
 
 if TYPE_CHECKING:
@@ -200,10 +200,7 @@ class MmappedDataModule(GPUTransformDataModule, SelectWell):
         self.num_workers = num_workers
         self.split_ratio = split_ratio
         self.preprocess_transforms = _compose(preprocess_transforms)
-        self._train_cpu_transforms = _compose(train_cpu_transforms)
-        self._val_cpu_transforms = _compose(val_cpu_transforms)
-        self._train_gpu_transforms = _compose(train_gpu_transforms)
-        self._val_gpu_transforms = _compose(val_gpu_transforms)
+        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
         self.pin_memory = pin_memory
         self.prefetch_factor = prefetch_factor if num_workers > 0 else None
         self.array_key = array_key
@@ -212,26 +209,6 @@ class MmappedDataModule(GPUTransformDataModule, SelectWell):
         self._exclude_fovs = exclude_fovs
         self.seed = seed
         _validate_store_channels(self.data_path, self.channels)
-
-    @property
-    def train_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of training data."""
-        return self._train_cpu_transforms
-
-    @property
-    def train_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of training data, on the device."""
-        return self._train_gpu_transforms
-
-    @property
-    def val_cpu_transforms(self) -> Compose:
-        """Per-sample transforms of validation data."""
-        return self._val_cpu_transforms
-
-    @property
-    def val_gpu_transforms(self) -> Compose:
-        """Per-batch transforms of validation data, on the device."""
-        return self._val_gpu_transforms
 
     @property
     def cache_dir(self) -> Path:

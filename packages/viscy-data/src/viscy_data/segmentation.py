@@ -10,9 +10,9 @@ from iohub.ngff import Plate
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from viscy_data._ome_compat import open_ome_zarr
 from viscy_data._typing import SegmentationSample
 from viscy_data._utils import _channel_indices
+from viscy_data.ome_compat import open_ome_zarr
 
 __all__ = ["SegmentationDataModule", "SegmentationDataset"]
 

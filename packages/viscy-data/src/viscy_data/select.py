@@ -8,14 +8,14 @@ from collections.abc import Generator, Sequence
 from iohub.ngff import Plate, Position
 from iohub.ngff.nodes import Well
 
-from viscy_data._ome_compat import fov_name
+from viscy_data.ome_compat import fov_name
 
-__all__ = ["SelectWell"]
+__all__ = ["SelectWell", "filter_fovs", "filter_wells", "select_positions"]
 
 _logger = logging.getLogger(__name__)
 
 
-def _filter_wells(plate: Plate, include_wells: Sequence[str] | None) -> Generator[Well, None, None]:
+def filter_wells(plate: Plate, include_wells: Sequence[str] | None) -> Generator[Well, None, None]:
     """Yield the wells named in ``include_wells`` (e.g. ``"A/1"``), or every well when None.
 
     Raises
@@ -35,7 +35,7 @@ def _filter_wells(plate: Plate, include_wells: Sequence[str] | None) -> Generato
             yield well
 
 
-def _filter_fovs(well: Well, exclude_fovs: Sequence[str] | None) -> Generator[Position, None, None]:
+def filter_fovs(well: Well, exclude_fovs: Sequence[str] | None) -> Generator[Position, None, None]:
     """Yield the positions of a well whose name (e.g. ``"A/1/0"``) is not excluded."""
     excluded = set(exclude_fovs or ())
     for _, position in well.positions():
@@ -43,12 +43,12 @@ def _filter_fovs(well: Well, exclude_fovs: Sequence[str] | None) -> Generator[Po
             yield position
 
 
-def _select_positions(
+def select_positions(
     plate: Plate, include_wells: Sequence[str] | None, exclude_fovs: Sequence[str] | None
 ) -> list[Position]:
     """Positions of the included wells minus the excluded FOVs, logging what was left out."""
     positions = [
-        position for well in _filter_wells(plate, include_wells) for position in _filter_fovs(well, exclude_fovs)
+        position for well in filter_wells(plate, include_wells) for position in filter_fovs(well, exclude_fovs)
     ]
     if exclude_fovs:
         present = {fov_name(position) for _, position in plate.positions()}
@@ -81,7 +81,7 @@ class SelectWell:
         ValueError
             If fewer than 2 FOVs remain, or the well selection is empty or unknown.
         """
-        positions = _select_positions(plate, self._include_wells, self._exclude_fovs)
+        positions = select_positions(plate, self._include_wells, self._exclude_fovs)
         if len(positions) < 2:
             raise ValueError(
                 f"At least 2 FOVs are required for training and validation; {len(positions)} selected "

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from viscy_data._ome_compat import SUPPORTED_OME_VERSIONS, open_ome_zarr
 from viscy_data.normalization import NORMALIZATION_FIELD, compute_statistics, write_meta_field
+from viscy_data.ome_compat import SUPPORTED_OME_VERSIONS, open_ome_zarr
 
 __all__ = ["DEFAULT_WELL_CONDITIONS", "TRACK_COLUMNS", "SyntheticPlate", "write_synthetic_plate"]
 
@@ -409,7 +409,7 @@ def write_synthetic_plate(
         Zarr chunks of array ``"0"``; default one ``(Z, Y, X)`` stack per chunk.
     version : str
         OME-Zarr version: ``"0.4"`` (zarr format 2) or ``"0.5"`` (zarr format 3, needs
-        iohub >= 0.3, see :data:`viscy_data._ome_compat.SUPPORTED_OME_VERSIONS`).
+        iohub >= 0.3, see :data:`viscy_data.ome_compat.SUPPORTED_OME_VERSIONS`).
     seed : int
         Seed of every random choice; the same seed writes the same plate.
     overwrite : bool

@@ -23,7 +23,6 @@ from monai.transforms import Compose, MapTransform
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from viscy_data._ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore
 from viscy_data._optional import import_optional
 from viscy_data._typing import INDEX_COLUMNS, DictTransform, NormMeta, TripletSample
 from viscy_data._utils import (
@@ -35,7 +34,8 @@ from viscy_data._utils import (
 )
 from viscy_data.hcs import HCSDataModule
 from viscy_data.normalization import read_norm_meta, select_timepoint
-from viscy_data.select import _select_positions
+from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore
+from viscy_data.select import select_positions
 
 __all__ = ["TripletDataModule", "TripletDataset"]
 
@@ -506,7 +506,7 @@ class TripletDataModule(HCSDataModule):
     def _align_tracks_tables_with_positions(self, data_path: Path) -> tuple[list[Position], list[pd.DataFrame]]:
         """Return the selected positions and the tracks table of each."""
         plate = open_ome_zarr(data_path, layout="hcs", mode="r")
-        positions = _select_positions(plate, self.fit_include_wells, self.fit_exclude_fovs)
+        positions = select_positions(plate, self.fit_include_wells, self.fit_exclude_fovs)
         tables = [read_tracks_csv(self.tracks_path / fov_name(position)) for position in positions]
         return positions, tables
 

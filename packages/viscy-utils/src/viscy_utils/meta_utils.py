@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from viscy_data._ome_compat import open_ome_zarr
 from viscy_data.normalization import NORMALIZATION_FIELD, compute_statistics, write_meta_field
+from viscy_data.ome_compat import open_ome_zarr
 
 __all__ = ["generate_normalization_metadata", "resolve_channel_ids", "write_meta_field"]
 

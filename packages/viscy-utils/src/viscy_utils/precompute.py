@@ -11,8 +11,8 @@ from typing import Literal
 import dask.array as da
 import numpy as np
 
-from viscy_data._ome_compat import fov_name, open_ome_zarr
-from viscy_data.select import _filter_fovs, _filter_wells
+from viscy_data.ome_compat import fov_name, open_ome_zarr
+from viscy_data.select import filter_fovs, filter_wells
 
 __all__ = ["precompute_array"]
 
@@ -126,8 +126,8 @@ def precompute_array(
             raise ValueError(f"Channels {missing} not found in {data_path}; channels present: {present}.")
         channel_ids = [present.index(name) for name in channel_names]
         normalized_wells = []
-        for well in _filter_wells(plate, include_wells):
-            positions = list(_filter_fovs(well, exclude_fovs))
+        for well in filter_wells(plate, include_wells):
+            positions = list(filter_fovs(well, exclude_fovs))
             if not positions:
                 continue
             arrays = [position[image_array_key] for position in positions]

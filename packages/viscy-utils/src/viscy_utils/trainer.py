@@ -61,7 +61,7 @@ class VisCyTrainer(Trainer):
         ValueError
             If a channel is not in the plate (the message lists the channels present).
         """
-        from viscy_data._ome_compat import open_ome_zarr
+        from viscy_data.ome_compat import open_ome_zarr
         from viscy_utils.meta_utils import generate_normalization_metadata
 
         if _is_configured(model):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from viscy_data._ome_compat import open_ome_zarr
+from viscy_data.ome_compat import open_ome_zarr
 from viscy_utils._optional import import_optional
 from viscy_utils.evaluation._embeddings import embedding_obs, require_columns
 from viscy_utils.evaluation.dimensionality_reduction import compute_pca
