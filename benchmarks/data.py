@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
-from viscy_data._ome_compat import open_ome_zarr, open_tensorstore
+from viscy_data.ome_compat import open_ome_zarr, open_tensorstore
 from viscy_data.synthetic import write_synthetic_plate
 from viscy_data.triplet import TripletDataset, _tensorstore_context, read_tracks_csv
 
