@@ -5,7 +5,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from viscy_data.distributed import ShardedDistributedSampler
+from viscy_data.distributed import ShardedDistributedSampler, sharded_data_loader
 
 
 def _per_rank(n_items, replicas, epoch=0, **kwargs):
@@ -68,6 +68,9 @@ def _gloo_worker(rank, init_file, result_file):
         dist.all_gather(gathered, mine)
         if rank == 0:
             torch.save(gathered, result_file)
+        loader = sharded_data_loader(range(11), batch_size=4, shuffle=True, seed=3, drop_last=False, collate_fn=list)
+        assert isinstance(loader.sampler, ShardedDistributedSampler)
+        torch.save([i for batch in loader for i in batch], f"{result_file}.loader{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -82,3 +85,16 @@ def test_two_real_gloo_processes(tmp_path):
     assert gathered == _per_rank(11, 2, epoch=2, seed=3)
     assert set(gathered[0]).isdisjoint(gathered[1])
     assert set(gathered[0]) | set(gathered[1]) == set(range(11))
+    loaded = [torch.load(f"{result_file}.loader{rank}") for rank in range(2)]
+    assert loaded == _per_rank(11, 2, epoch=0, seed=3)
+
+
+def test_data_loader_without_process_group_shuffles_with_its_seed():
+    def order(seed):
+        loader = sharded_data_loader(range(10), batch_size=3, shuffle=True, seed=seed, drop_last=False, collate_fn=list)
+        assert not isinstance(loader.sampler, ShardedDistributedSampler)
+        return [i for batch in loader for i in batch]
+
+    assert sorted(order(5)) == list(range(10))
+    assert order(5) == order(5)
+    assert order(5) != order(6)

@@ -68,7 +68,6 @@ def test_datamodule_split_exclude_and_gpu_transforms(synthetic_plate):
     assert dm.on_after_batch_transfer(batch, 0)["stage"] == "train"
     dm.trainer = SimpleNamespace(training=False)
     assert dm.on_after_batch_transfer(batch, 0)["stage"] == "val"
-    assert dm._maybe_sampler(dm.train_dataset, shuffle=True) is None
 
 
 def test_datamodule_only_fits_and_checks_channels(synthetic_plate):

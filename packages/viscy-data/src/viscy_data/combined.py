@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from viscy_data._utils import _collate_samples, _loader_kwargs
-from viscy_data.distributed import ShardedDistributedSampler
+from viscy_data.distributed import sharded_data_loader
 
 __all__ = [
     "BatchedConcatDataModule",
@@ -280,24 +280,17 @@ class ConcatDataModule(LightningDataModule):
         )
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 class _UncollatedConcatDataModule(ConcatDataModule):
     """Concatenation whose loaders return lists (identity collate), sharded under DDP."""
 
     def _dataloader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        sampler = ShardedDistributedSampler(dataset, shuffle=shuffle, seed=self.seed) if _distributed() else None
-        shuffle_here = shuffle and sampler is None
-        return DataLoader(
+        return sharded_data_loader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle_here,
-            sampler=sampler,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle_here else None,
-            collate_fn=no_collation,
+            shuffle=shuffle,
+            seed=self.seed,
             drop_last=drop_last,
+            collate_fn=no_collation,
             **self._loader_settings(),
         )
 

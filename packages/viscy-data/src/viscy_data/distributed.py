@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["ShardedDistributedSampler"]
+__all__ = ["ShardedDistributedSampler", "sharded_data_loader"]
 
 
 class ShardedDistributedSampler(DistributedSampler):
@@ -43,3 +45,55 @@ class ShardedDistributedSampler(DistributedSampler):
             order = torch.arange(size)
         repeats = -(-self.num_samples // size)
         return iter((order.repeat(repeats)[: self.num_samples] + start).tolist())
+
+
+def sharded_data_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    drop_last: bool,
+    collate_fn: Callable[[list[Any]], Any],
+    **loader_kwargs: Any,
+) -> DataLoader:
+    """Build a DataLoader that shards ``dataset`` across ranks when a process group is initialized.
+
+    Under DDP each rank reads its own contiguous shard through :class:`ShardedDistributedSampler`
+    (Lightning advances its epoch); otherwise the loader shuffles with a generator seeded by ``seed``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Map-style dataset.
+    batch_size : int
+        Items per batch.
+    shuffle : bool
+        Shuffle the order (within the rank's shard under DDP).
+    seed : int
+        Seed of the shuffle.
+    drop_last : bool
+        Drop the incomplete last batch.
+    collate_fn : Callable
+        Collation of a list of items.
+    **loader_kwargs
+        Further DataLoader arguments (workers, pinning, prefetching).
+
+    Returns
+    -------
+    DataLoader
+        The loader.
+    """
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    sampler = ShardedDistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None
+    shuffle_here = shuffle and sampler is None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle_here,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(seed) if shuffle_here else None,
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        **loader_kwargs,
+    )

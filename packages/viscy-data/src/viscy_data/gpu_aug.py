@@ -25,7 +25,7 @@ from viscy_data._utils import (
     _split_indices,
     _validate_store_channels,
 )
-from viscy_data.distributed import ShardedDistributedSampler
+from viscy_data.distributed import sharded_data_loader
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, open_ome_zarr
 from viscy_data.select import SelectWell
@@ -88,21 +88,12 @@ class GPUTransformDataModule(LightningDataModule):
         """Per-batch transforms of validation data, on the device."""
         return self._val_gpu_transforms
 
-    def _maybe_sampler(self, dataset: Dataset, shuffle: bool) -> ShardedDistributedSampler | None:
-        """Return a sharded sampler under an initialized process group, otherwise None."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return ShardedDistributedSampler(dataset, shuffle=shuffle, seed=self.seed)
-        return None
-
     def _dataloader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        sampler = self._maybe_sampler(dataset, shuffle)
-        shuffle_here = shuffle and sampler is None
-        return DataLoader(
+        return sharded_data_loader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle_here,
-            sampler=sampler,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle_here else None,
+            shuffle=shuffle,
+            seed=self.seed,
             drop_last=drop_last,
             collate_fn=list_data_collate,
             **_loader_kwargs(self.num_workers, self.prefetch_factor, self.num_workers > 0, self.pin_memory),
