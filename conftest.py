@@ -1,9 +1,9 @@
 """Workspace-wide pytest setup.
 
 `uv run --package viscy-X pytest` from the repository root installs only that package and its
-dependencies, while the root `testpaths` name every package's tests. Test directories of workspace
-members that are not installed in the running environment are therefore left out of collection,
-and the summary says which ones, so nothing is skipped silently.
+dependencies, while the root `testpaths` cover every workspace member. Members that are not
+installed in the running environment are therefore left out of collection (their conftest files
+included), and the terminal summary says which ones, so nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ WORKSPACE_ROOT = Path(__file__).parent
 
 
 @cache
-def _member_of(tests_dir: Path) -> str | None:
-    """Return the distribution name of the workspace member owning ``tests_dir``."""
-    manifest = tests_dir.parent / "pyproject.toml"
-    if not manifest.is_file():
+def _member_name(directory: Path) -> str | None:
+    """Return the distribution name of the workspace member rooted at ``directory``, if any."""
+    manifest = directory / "pyproject.toml"
+    if directory.parent.parent != WORKSPACE_ROOT or not manifest.is_file():
         return None
     return tomllib.loads(manifest.read_text())["project"]["name"]
 
@@ -37,17 +37,12 @@ def _is_installed(distribution: str) -> bool:
 
 
 def _uninstalled_members() -> list[str]:
-    members = (_member_of(path) for path in sorted(WORKSPACE_ROOT.glob("*/*/tests")))
+    members = (_member_name(manifest.parent) for manifest in sorted(WORKSPACE_ROOT.glob("*/*/pyproject.toml")))
     return [name for name in members if name is not None and not _is_installed(name)]
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    # testpaths entries are initial arguments, which pytest never offers to this hook, so the
-    # decision is taken for each entry below a member's tests directory instead.
-    tests_dir = collection_path.parent if collection_path.is_file() else collection_path
-    while tests_dir.name != "tests" and tests_dir != tests_dir.parent:
-        tests_dir = tests_dir.parent
-    member = _member_of(tests_dir)
+    member = _member_name(collection_path)
     if member is None or _is_installed(member):
         return None
     return True
