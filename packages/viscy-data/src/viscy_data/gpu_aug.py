@@ -204,6 +204,21 @@ def _compose(transforms: Sequence[MapTransform] | Compose | None) -> Compose:
     return Compose(list(transforms or []))
 
 
+def _split_fit_positions(module: GPUTransformDataModule, stage: str | None) -> tuple[list[Position], list[Position]]:
+    """Check the stage and split a cached module's selected FOVs into training and validation FOVs.
+
+    ``module`` also provides :class:`~viscy_data.select.SelectWell` (``_filter_fit_fovs``) and
+    has ``data_path``, ``split_ratio`` and ``seed``; the split is seeded by ``seed``.
+    """
+    if stage not in ("fit", "validate"):
+        raise NotImplementedError(f"Stage {stage!r} is not supported; only fit and validate are.")
+    plate = open_ome_zarr(module.data_path, layout="hcs", mode="r")
+    positions = module._filter_fit_fovs(plate)
+    set_track_meta(False)
+    train_index, val_index = _split_indices(len(positions), module.split_ratio, module.seed)
+    return [positions[i] for i in train_index], [positions[i] for i in val_index]
+
+
 class CachedOmeZarrDataModule(GPUTransformDataModule, SelectWell):
     """FOV/time-point volumes of an HCS plate, cached in shared memory across workers.
 
@@ -272,22 +287,17 @@ class CachedOmeZarrDataModule(GPUTransformDataModule, SelectWell):
 
     def setup(self, stage: str | None) -> None:
         """Split the selected FOVs into training and validation datasets (fit and validate only)."""
-        if stage not in ("fit", "validate"):
-            raise NotImplementedError(f"Stage {stage!r} is not supported; only fit and validate are.")
-        plate = open_ome_zarr(self.data_path, layout="hcs", mode="r")
-        positions = self._filter_fit_fovs(plate)
-        set_track_meta(False)
-        train_index, val_index = _split_indices(len(positions), self.split_ratio, self.seed)
+        train_positions, val_positions = _split_fit_positions(self, stage)
         self._manager = Manager()
         settings = {"channel_names": self.channels, "skip_cache": self.skip_cache}
         self.train_dataset = CachedOmeZarrDataset(
-            [positions[i] for i in train_index],
+            train_positions,
             cache_map=self._manager.dict(),
             transform=self.train_cpu_transforms,
             **settings,
         )
         self.val_dataset = CachedOmeZarrDataset(
-            [positions[i] for i in val_index],
+            val_positions,
             cache_map=self._manager.dict(),
             transform=self.val_cpu_transforms,
             **settings,

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from iohub.ngff import Position
-from monai.data import set_track_meta
 from monai.transforms import Compose, MapTransform
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -26,12 +25,10 @@ from viscy_data._optional import import_optional
 from viscy_data._utils import (
     _ensure_channel_list,
     _position_channel_indices,
-    _split_indices,
     _validate_store_channels,
 )
-from viscy_data.gpu_aug import GPUTransformDataModule, _compose
+from viscy_data.gpu_aug import GPUTransformDataModule, _compose, _split_fit_positions
 from viscy_data.normalization import read_norm_meta, select_timepoint
-from viscy_data.ome_compat import open_ome_zarr
 from viscy_data.select import SelectWell
 
 if TYPE_CHECKING:
@@ -233,21 +230,15 @@ class MmappedDataModule(GPUTransformDataModule, SelectWell):
 
     def setup(self, stage: str | None) -> None:
         """Split the selected FOVs and create the buffers (fit and validate only)."""
-        if stage not in ("fit", "validate"):
-            raise NotImplementedError(f"Stage {stage!r} is not supported; only fit and validate are.")
-        plate = open_ome_zarr(self.data_path, layout="hcs", mode="r")
-        positions = self._filter_fit_fovs(plate)
-        shapes = {tuple(position[self.array_key].shape) for position in positions}
+        train_positions, val_positions = _split_fit_positions(self, stage)
+        shapes = {tuple(position[self.array_key].shape) for position in train_positions + val_positions}
         if len(shapes) > 1:
             raise ValueError(f"All FOVs must have one array shape to share a buffer; found {sorted(shapes)}.")
-        set_track_meta(False)
-        train_index, val_index = _split_indices(len(positions), self.split_ratio, self.seed)
         self._manager = Manager()
-        for name, indices, transform in (
-            ("train", train_index, self.train_cpu_transforms),
-            ("val", val_index, self.val_cpu_transforms),
+        for name, subset, transform in (
+            ("train", train_positions, self.train_cpu_transforms),
+            ("val", val_positions, self.val_cpu_transforms),
         ):
-            subset = [positions[i] for i in indices]
             dataset = MmappedDataset(
                 subset,
                 self.channels,
