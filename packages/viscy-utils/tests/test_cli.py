@@ -73,7 +73,7 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_fit_from_yaml_twice_into_the_same_log_dir(tmp_path, testing_modules, monkeypatch, viscy):
+def test_fit_from_yaml_twice_into_the_same_log_dir(tmp_path, monkeypatch, viscy):
     monkeypatch.chdir(tmp_path)
     config = _write(
         tmp_path / "fit.yml",
@@ -92,20 +92,20 @@ def test_fit_from_yaml_twice_into_the_same_log_dir(tmp_path, testing_modules, mo
               name: run
               version: fixed
         model:
-          class_path: viscy_utils_testing.TinyRegressor
+          class_path: viscy_utils.testing.TinyRegressor
         data:
-          class_path: viscy_utils_testing.RandomPairsDataModule
+          class_path: viscy_utils.testing.RandomPairsDataModule
         """,
     )
     for _ in range(2):  # regression: a second run into an existing log directory crashed on config.yaml
         viscy("fit", "-c", str(config))
     saved = yaml.safe_load((tmp_path / "logs" / "run" / "fixed" / "config.yaml").read_text())
     assert saved["seed_everything"] == 42
-    assert saved["model"]["class_path"] == "viscy_utils_testing.TinyRegressor"
+    assert saved["model"]["class_path"] == "viscy_utils.testing.TinyRegressor"
     assert list((tmp_path / "logs" / "run" / "fixed" / "checkpoints").glob("*.ckpt"))
 
 
-def test_default_logger_is_tensorboard_in_default_root_dir(tmp_path, testing_modules, monkeypatch, viscy):
+def test_default_logger_is_tensorboard_in_default_root_dir(tmp_path, monkeypatch, viscy):
     monkeypatch.chdir(tmp_path)
     config = _write(
         tmp_path / "fit.yml",
@@ -118,9 +118,9 @@ def test_default_logger_is_tensorboard_in_default_root_dir(tmp_path, testing_mod
           enable_progress_bar: false
           default_root_dir: {tmp_path / "root"}
         model:
-          class_path: viscy_utils_testing.TinyRegressor
+          class_path: viscy_utils.testing.TinyRegressor
         data:
-          class_path: viscy_utils_testing.RandomPairsDataModule
+          class_path: viscy_utils.testing.RandomPairsDataModule
         """,
     )
     viscy("fit", "-c", str(config))
@@ -130,7 +130,7 @@ def test_default_logger_is_tensorboard_in_default_root_dir(tmp_path, testing_mod
     assert (version / "config.yaml").exists()
 
 
-def test_missing_optional_logger_falls_back_to_tensorboard(tmp_path, testing_modules, monkeypatch, caplog, viscy):
+def test_missing_optional_logger_falls_back_to_tensorboard(tmp_path, monkeypatch, caplog, viscy):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
@@ -153,9 +153,9 @@ def test_missing_optional_logger_falls_back_to_tensorboard(tmp_path, testing_mod
             init_args:
               project: nowhere
         model:
-          class_path: viscy_utils_testing.TinyRegressor
+          class_path: viscy_utils.testing.TinyRegressor
         data:
-          class_path: viscy_utils_testing.RandomPairsDataModule
+          class_path: viscy_utils.testing.RandomPairsDataModule
         """,
     )
     with caplog.at_level(logging.WARNING, logger="viscy_utils"):
@@ -221,9 +221,10 @@ def test_preprocess_unknown_channel_lists_channels(synthetic_plate, viscy):
         viscy("preprocess", "--data_path", str(synthetic_plate.store_path), "--channel_names", "[DAPI]")
 
 
-def test_export_onnx_matches_torch(tmp_path, testing_modules, viscy):
+def test_export_onnx_matches_torch(tmp_path, viscy):
     import onnxruntime
-    from viscy_utils_testing import TinyRegressor
+
+    from viscy_utils.testing import TinyRegressor
 
     model = TinyRegressor(in_channels=2, out_channels=1, depth=3)
     torch.nn.init.normal_(model.conv.weight)
@@ -233,7 +234,7 @@ def test_export_onnx_matches_torch(tmp_path, testing_modules, viscy):
         tmp_path / "export.yml",
         f"""
         model:
-          class_path: viscy_utils_testing.TinyRegressor
+          class_path: viscy_utils.testing.TinyRegressor
           init_args:
             in_channels: 2
             depth: 3
@@ -252,9 +253,8 @@ def test_export_onnx_matches_torch(tmp_path, testing_modules, viscy):
         viscy("export", "-c", str(config))
 
 
-def test_export_loads_checkpoint_strictly(tmp_path, testing_modules):
-    from viscy_utils_testing import TinyRegressor
-
+def test_export_loads_checkpoint_strictly(tmp_path):
+    from viscy_utils.testing import TinyRegressor
     from viscy_utils.trainer import VisCyTrainer
 
     ckpt = tmp_path / "bad.ckpt"
@@ -279,17 +279,17 @@ def _fit_config(tmp_path: Path, lr: float, max_epochs: int, ckpt_path: Path | No
           enable_progress_bar: false
           default_root_dir: {tmp_path}
         model:
-          class_path: viscy_utils_testing.TinyRegressor
+          class_path: viscy_utils.testing.TinyRegressor
           init_args:
             lr: {lr}
         data:
-          class_path: viscy_utils_testing.RandomPairsDataModule
+          class_path: viscy_utils.testing.RandomPairsDataModule
         {ckpt_line}
         """,
     )
 
 
-def test_checkpoint_hyperparameters_apply_to_fit_only(tmp_path, testing_modules, monkeypatch, viscy):
+def test_checkpoint_hyperparameters_apply_to_fit_only(tmp_path, monkeypatch, viscy):
     # regression: checkpoint hparams overwrote the user's model arguments in predict/test/validate
     monkeypatch.chdir(tmp_path)
     viscy("fit", "-c", str(_fit_config(tmp_path, lr=0.5, max_epochs=1)))
@@ -302,8 +302,8 @@ def test_checkpoint_hyperparameters_apply_to_fit_only(tmp_path, testing_modules,
     assert cli.trainer.current_epoch == 2
 
 
-def test_unparsable_checkpoint_hyperparameters_do_not_abort_fit(tmp_path, testing_modules, monkeypatch, viscy, caplog):
-    from viscy_utils_testing import TinyRegressor
+def test_unparsable_checkpoint_hyperparameters_do_not_abort_fit(tmp_path, monkeypatch, viscy, caplog):
+    from viscy_utils.testing import TinyRegressor
 
     monkeypatch.chdir(tmp_path)
     ckpt = tmp_path / "odd.ckpt"

@@ -7,8 +7,8 @@ from viscy_utils.callbacks import EmbeddingWriter
 
 
 @pytest.mark.slow
-def test_two_process_prediction_writes_every_cell_once(tmp_path, testing_modules):
-    from viscy_utils_testing import IndexedCellsDataModule, TinyEmbedder
+def test_two_process_prediction_writes_every_cell_once(tmp_path):
+    from viscy_utils.testing import IndexedCellsDataModule, TinyEmbedder
 
     output = tmp_path / "emb.zarr"
     trainer = Trainer(

@@ -1,7 +1,6 @@
 """End to end on a synthetic plate: fit from YAML, predict embeddings, evaluate them."""
 
 import textwrap
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -14,7 +13,7 @@ from viscy_utils.evaluation.linear_classifier import predict_with_classifier, tr
 from viscy_utils.evaluation.smoothness import compute_embeddings_smoothness
 
 
-def test_fit_fast_dev_run_on_a_synthetic_plate(tmp_path, synthetic_plate, testing_modules, monkeypatch, viscy):
+def test_fit_fast_dev_run_on_a_synthetic_plate(tmp_path, synthetic_plate, monkeypatch, viscy):
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "fit.yml"
     config.write_text(
@@ -25,7 +24,7 @@ def test_fit_fast_dev_run_on_a_synthetic_plate(tmp_path, synthetic_plate, testin
               fast_dev_run: 2
               enable_progress_bar: false
             model:
-              class_path: viscy_utils_testing.TinyRegressor
+              class_path: viscy_utils.testing.TinyRegressor
               init_args:
                 in_channels: 1
                 out_channels: 1
@@ -71,7 +70,7 @@ def predicted_embeddings(synthetic_plate, tmp_path_factory):
                     output_path: {output}
                     pca_kwargs: {{n_components: 2}}
             model:
-              class_path: viscy_utils_testing.TinyEmbedder
+              class_path: viscy_utils.testing.TinyEmbedder
               init_args:
                 in_channels: 1
             data:
@@ -89,7 +88,6 @@ def predicted_embeddings(synthetic_plate, tmp_path_factory):
         )
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(Path(__file__).parent / "testing_modules"))
         patch.setattr(sys, "argv", ["viscy", "predict", "-c", str(config)])
         cli = run_cli()
     return output, cli
@@ -108,7 +106,7 @@ def test_predict_writes_an_anndata_store(predicted_embeddings, synthetic_plate):
     assert set(adata.obs["fov_name"]) <= set(synthetic_plate.fov_names)
     assert adata.uns["data_path"] == str(synthetic_plate.store_path)
     assert adata.uns["tracks_path"] == str(synthetic_plate.tracks_path)
-    assert adata.uns["model"] == "viscy_utils_testing.TinyEmbedder"
+    assert adata.uns["model"] == "viscy_utils.testing.modules.TinyEmbedder"
     tracks = pd.concat(
         [
             pd.read_csv(next((synthetic_plate.tracks_path / name).glob("*.csv"))).assign(fov_name=name)
@@ -121,7 +119,7 @@ def test_predict_writes_an_anndata_store(predicted_embeddings, synthetic_plate):
     assert (merged["_merge"] == "both").all()
 
 
-def test_predict_refuses_to_overwrite_embeddings(predicted_embeddings, tmp_path, testing_modules, viscy):
+def test_predict_refuses_to_overwrite_embeddings(predicted_embeddings, tmp_path, viscy):
     output, _ = predicted_embeddings
     with pytest.raises(FileExistsError, match="overwrite=True"):
         viscy("predict", "-c", str(output.parent / "predict.yml"))

@@ -1,4 +1,4 @@
-"""Tiny Lightning modules and data modules that the CLI tests load by ``class_path``."""
+"""Tiny Lightning modules and data modules that tests load by ``class_path`` (no pytest needed)."""
 
 from __future__ import annotations
 
@@ -18,18 +18,22 @@ class TinyRegressor(LightningModule):
         self.example_input_array = torch.zeros(1, in_channels, depth, 16, 16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, C, Z, Y, X)`` source patches into ``(-1, 1)``."""
         return torch.sigmoid(self.conv(x)) * 2 - 1
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Return and log the MSE between prediction and ``target``."""
         loss = nn.functional.mse_loss(self(batch["source"]), batch["target"])
         self.log("loss/train", loss, batch_size=batch["source"].shape[0])
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Log the validation MSE as ``loss/val``."""
         loss = nn.functional.mse_loss(self(batch["source"]), batch["target"])
         self.log("loss/val", loss, batch_size=batch["source"].shape[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Return plain SGD."""
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
 
@@ -42,11 +46,13 @@ class TinyEmbedder(LightningModule):
         self.projection = nn.Linear(features, projections)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(features, projections)`` of ``(B, C, Z, Y, X)`` patches."""
         pooled = nn.functional.adaptive_avg_pool3d(x, (1, 2, 2)).flatten(1)
         features = self.encoder(pooled)
         return features, self.projection(features)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """Return what :class:`~viscy_utils.callbacks.EmbeddingWriter` writes."""
         features, projections = self(batch["anchor"])
         return {"features": features, "projections": projections, "index": batch["index"]}
 
@@ -71,9 +77,11 @@ class RandomPairsDataModule(LightningDataModule):
         self.length, self.batch_size, self.shape = length, batch_size, tuple(shape)
 
     def train_dataloader(self) -> DataLoader:
+        """Return the training pairs."""
         return DataLoader(_RandomPairs(self.length, self.shape), batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
+        """Return the validation pairs (the same pairs)."""
         return DataLoader(_RandomPairs(self.length, self.shape), batch_size=self.batch_size)
 
 
@@ -97,4 +105,5 @@ class IndexedCellsDataModule(LightningDataModule):
         self.length, self.batch_size = length, batch_size
 
     def predict_dataloader(self) -> DataLoader:
+        """Return the cells in ``id`` order."""
         return DataLoader(_IndexedCells(self.length), batch_size=self.batch_size)
