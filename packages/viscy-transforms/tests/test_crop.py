@@ -74,9 +74,12 @@ def test_random_crop_positions_cover_the_valid_range():
     assert ys == {0, 1, 2}
 
 
-def test_random_crop_2d_batches(make_batch):
+@pytest.mark.parametrize("crop", [BatchedRandSpatialCrop(roi_size=5), BatchedRandSpatialCropd(keys="x", roi_size=5)])
+def test_random_crop_rejects_4d_batches(make_batch, crop):
+    """The reference raised for (B, C, Y, X) input; accepting it crops Z-less data the caller meant as 3D."""
     data = make_batch(4, 1, 9, 9)
-    assert BatchedRandSpatialCrop(roi_size=5)(data).shape == (4, 1, 5, 5)
+    with pytest.raises(ValueError, match=r"expects a batch shaped \(B, C, Z, Y, X\), got shape \(4, 1, 9, 9\)"):
+        crop({"x": data} if isinstance(crop, BatchedRandSpatialCropd) else data)
 
 
 def test_random_crop_roi_is_clamped_and_non_positive_means_full_size(make_batch):

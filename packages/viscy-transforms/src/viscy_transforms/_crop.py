@@ -1,4 +1,4 @@
-"""Random and center spatial crops of batched (B, C, [Z,] Y, X) tensors."""
+"""Center crops of batched (B, C, [Z,] Y, X) tensors and random crops of batched (B, C, Z, Y, X) tensors."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ __all__ = [
 ]
 
 
-def _check_batched(data: Tensor, transform: object) -> None:
-    if data.ndim not in (4, 5):
-        raise ValueError(
-            f"{type(transform).__name__} expects a batch shaped (B, C, Y, X) or (B, C, Z, Y, X), "
-            f"got shape {tuple(data.shape)}"
-        )
+_BATCH_LAYOUTS = {4: "(B, C, Y, X)", 5: "(B, C, Z, Y, X)"}
+
+
+def _check_batched(data: Tensor, transform: object, ndims: tuple[int, ...] = (4, 5)) -> None:
+    """Raise ValueError naming the accepted batch layouts and the shape received."""
+    if data.ndim not in ndims:
+        expected = " or ".join(_BATCH_LAYOUTS[n] for n in ndims)
+        raise ValueError(f"{type(transform).__name__} expects a batch shaped {expected}, got shape {tuple(data.shape)}")
 
 
 def _check_roi_size(roi_size: Sequence[int] | int) -> Sequence[int] | int:
@@ -110,10 +112,12 @@ class BatchedCenterSpatialCropd(ArrayMapTransform):
 class BatchedRandSpatialCrop(TorchRandomizable, Transform):
     """Crop a window of fixed size at a random position drawn independently for every sample.
 
+    Works on (B, C, Z, Y, X) batches only, like the reference; other shapes raise ValueError.
+
     Parameters
     ----------
     roi_size : Sequence[int] | int
-        Window size per spatial dim (ZYX or YX); an int applies to every dim, a non-positive entry
+        Window size per spatial dim (ZYX); an int applies to every dim, a non-positive entry
         means the full size. Clamped to the image size.
     max_roi_size : Sequence[int] | int | None
         Only meaningful with ``random_size``, which batched crops do not support (all samples of a
@@ -143,8 +147,8 @@ class BatchedRandSpatialCrop(TorchRandomizable, Transform):
         self._init_random_state()
 
     def randomize(self, data: Tensor) -> None:
-        """Draw one window start per sample, shape (B, spatial dims), for a batch like ``data``."""
-        _check_batched(data, self)
+        """Draw one window start per sample, shape (B, 3), for a (B, C, Z, Y, X) batch like ``data``."""
+        _check_batched(data, self, ndims=(5,))
         spatial_shape = tuple(data.shape[2:])
         self._roi = _roi_for(self.roi_size, spatial_shape)
         batch_size = data.shape[0]
@@ -158,7 +162,7 @@ class BatchedRandSpatialCrop(TorchRandomizable, Transform):
 
     @torch.no_grad()
     def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
-        """Crop a (B, C, Z, Y, X) or (B, C, Y, X) batch.
+        """Crop a (B, C, Z, Y, X) batch.
 
         Parameters
         ----------
@@ -171,8 +175,13 @@ class BatchedRandSpatialCrop(TorchRandomizable, Transform):
         -------
         Tensor
             A new contiguous tensor of shape (B, C, *roi).
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not 5D.
         """
-        _check_batched(data, self)
+        _check_batched(data, self, ndims=(5,))
         if randomize:
             self.randomize(data)
         if self._starts is None or self._roi is None:
@@ -197,7 +206,7 @@ class BatchedRandSpatialCropd(SharedDrawMapTransform):
     Parameters
     ----------
     keys : Hashable | Sequence[Hashable]
-        Keys of the batched tensors to crop; they must share batch size and spatial shape.
+        Keys of the batched (B, C, Z, Y, X) tensors to crop; they must share batch size and spatial shape.
     roi_size : Sequence[int] | int
         Window size per spatial dim.
     max_roi_size : Sequence[int] | int | None
