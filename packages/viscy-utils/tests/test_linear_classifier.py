@@ -215,6 +215,21 @@ def test_train_and_predict_from_configs(tmp_path):
     assert accuracy > 0.95
 
 
+def test_inference_without_output_path_refuses_to_write_into_the_embeddings(tmp_path):
+    # regression: predictions were written back into the user's embeddings store unasked
+    adata = _tracked_adata()
+    pipeline, _ = train_linear_classifier(adata, "state")
+    save_pipeline(pipeline, tmp_path / "models", "clf")
+    emb = tmp_path / "embeddings.zarr"
+    adata.write_zarr(emb)
+    settings = {"pipeline_dir": str(tmp_path / "models"), "model_name": "clf", "embeddings_path": str(emb)}
+    with pytest.raises(ValueError, match=r"overwrite: true.*output_path"):
+        LinearClassifierInferenceConfig(**settings)
+    assert "predicted_state" not in ad.read_zarr(emb).obs
+    predict_from_config(LinearClassifierInferenceConfig(**settings, overwrite=True))
+    assert ad.read_zarr(emb).obs["predicted_state"].notna().all()
+
+
 def test_train_config_validation(tmp_path):
     emb = tmp_path / "e.zarr"
     emb.mkdir()
@@ -245,15 +260,21 @@ def test_inference_config(tmp_path):
     emb = tmp_path / "e.zarr"
     emb.mkdir()
     config = LinearClassifierInferenceConfig(
-        wandb_project="p", model_name="m", embeddings_path=emb, include_wells=["A/1"]
+        wandb_project="p", model_name="m", embeddings_path=emb, include_wells=["A/1"], overwrite=True
     )
     assert config.output_path is None
     assert config.include_wells == ["A/1"]
-    assert LinearClassifierInferenceConfig(pipeline_dir=tmp_path, embeddings_path=emb).include_wells is None
+    out = tmp_path / "out.zarr"
+    assert (
+        LinearClassifierInferenceConfig(pipeline_dir=tmp_path, embeddings_path=emb, output_path=out).include_wells
+        is None
+    )
     with pytest.raises(ValueError, match="embeddings_path"):
-        LinearClassifierInferenceConfig(pipeline_dir=tmp_path, embeddings_path=tmp_path / "missing.zarr")
+        LinearClassifierInferenceConfig(
+            pipeline_dir=tmp_path, embeddings_path=tmp_path / "missing.zarr", output_path=out
+        )
     with pytest.raises(ValueError, match="exactly one"):
-        LinearClassifierInferenceConfig(embeddings_path=emb)
+        LinearClassifierInferenceConfig(embeddings_path=emb, output_path=out)
     with pytest.raises(ValueError, match="overwrite"):
         LinearClassifierInferenceConfig(pipeline_dir=tmp_path, embeddings_path=emb, output_path=emb)
 

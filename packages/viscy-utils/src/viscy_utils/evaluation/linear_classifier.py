@@ -597,6 +597,9 @@ def train_from_config(config: LinearClassifierTrainConfig) -> tuple[LinearClassi
 def predict_from_config(config: LinearClassifierInferenceConfig) -> Any:
     """Load a pipeline as configured, predict and write the annotated store.
 
+    The store goes to ``config.output_path``, or back into ``config.embeddings_path`` when
+    none is set (which the config allows only with ``overwrite: true``).
+
     Parameters
     ----------
     config : LinearClassifierInferenceConfig

@@ -103,11 +103,13 @@ class LinearClassifierInferenceConfig(pydantic.BaseModel):
     embeddings_path : Path
         AnnData zarr store to annotate (must exist).
     output_path : Path, optional
-        Where to write the annotated store; None writes in place.
+        Where to write the annotated store; None writes into ``embeddings_path``, which
+        needs ``overwrite``.
     include_wells : list of str, optional
         Only predict cells of these wells.
     overwrite : bool
-        Allow replacing an existing ``output_path``.
+        Allow replacing an existing store: ``output_path``, or ``embeddings_path`` itself
+        when no ``output_path`` is given.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid")
@@ -130,6 +132,12 @@ class LinearClassifierInferenceConfig(pydantic.BaseModel):
             raise ValueError("Give exactly one pipeline source: pipeline_dir (local) or wandb_project (W&B).")
         if self.wandb_project is not None and not self.model_name:
             raise ValueError("Loading from W&B needs model_name.")
+        if self.output_path is None and not self.overwrite:
+            raise ValueError(
+                f"No output_path is set, so the predictions would be written into embeddings_path "
+                f"{self.embeddings_path}; set overwrite: true to write them in place, or output_path "
+                "to write a new store."
+            )
         if self.output_path is not None and self.output_path.exists() and not self.overwrite:
             raise ValueError(f"output_path {self.output_path} exists; set overwrite: true to replace it.")
         return self
