@@ -8,6 +8,7 @@ from monai.transforms import Compose, RandAffined, RandSpatialCropSamplesd
 
 from viscy_data.hcs import HCSDataModule, MaskTestDataset, SlidingWindowDataset
 from viscy_data.ome_compat import array_store_path, array_zarr_format, fov_name, open_ome_zarr
+from viscy_data.read_errors import ArrayReadError
 
 
 @pytest.fixture
@@ -269,3 +270,21 @@ def test_fovs_must_share_channel_order(synthetic_plate, plate_factory):
         positions = [first["A/1/0"], second["A/1/0"]]
         with pytest.raises(ValueError, match="all FOVs must share one channel order"):
             SlidingWindowDataset(positions, {"source": ["GFP"]}, z_window_size=1)
+
+
+@pytest.mark.parametrize("stage", ["fit", "predict"])
+def test_corrupt_chunk_error_names_store_fov_array_and_time_point(plate_factory, stage):
+    """The reference ended in "RuntimeError: error during blosc decompression: -1" and nothing else."""
+    plate = plate_factory(n_frames=3, seed=4)
+    dm = _module(plate, num_workers=2, batch_size=2)
+    dm.setup(stage)
+    dataset, loader = (
+        (dm.train_dataset, dm.train_dataloader) if stage == "fit" else (dm.predict_dataset, dm.predict_dataloader)
+    )
+    fov = fov_name(dataset.positions[0])
+    plate.corrupt_chunk(fov, t=2)
+    with pytest.raises(ArrayReadError) as error:
+        list(loader())
+    message = str(error.value)
+    assert f"time point 2 of array '0' of FOV '{fov}' in store '{plate.store_path}'" in message
+    assert "blosc decompression" in message

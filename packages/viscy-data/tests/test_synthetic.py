@@ -204,3 +204,17 @@ def test_bad_arguments(tmp_path, kwargs, message):
 def test_v05_unsupported_names_choices(tmp_path):
     with pytest.raises(ValueError, match=r"\['0.4'\]"):
         write_synthetic_plate(tmp_path / "plate.zarr", version="0.5")
+
+
+def test_corrupt_chunk_breaks_only_that_time_point_and_channel(plate_factory):
+    plate = plate_factory(fovs_per_well=1, n_frames=3)
+    chunk = plate.corrupt_chunk("A/2/0", t=1, channel=1)
+    assert chunk.is_relative_to(plate.store_path / "A/2/0/0")
+    with open_ome_zarr(plate.store_path) as store:
+        image = store["A/2/0"]["0"]
+        image[1, 0]  # the other channel of that time point still reads
+        image[2]
+        with pytest.raises(RuntimeError, match="blosc decompression"):
+            image[1, 1]
+    with pytest.raises(FileNotFoundError, match="time point 7"):
+        plate.corrupt_chunk("A/2/0", t=7)

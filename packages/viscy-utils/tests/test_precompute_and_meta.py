@@ -1,8 +1,12 @@
+import re
+
 import dask.array as da
 import numpy as np
 import pytest
 
 from viscy_data.ome_compat import open_ome_zarr
+from viscy_data.read_errors import ArrayReadError
+from viscy_data.synthetic import write_synthetic_plate
 from viscy_utils.meta_utils import generate_normalization_metadata, resolve_channel_ids
 from viscy_utils.precompute import _normalize_image, precompute_array
 
@@ -79,3 +83,13 @@ def test_generate_normalization_metadata_keeps_other_attributes(tmp_path, synthe
         }
     with pytest.raises(ValueError, match="grid_spacing"):
         generate_normalization_metadata(path, grid_spacing=0)
+
+
+def test_corrupt_chunk_error_names_store_fov_array_and_time_point(tmp_path):
+    """The reference ended in "RuntimeError: error during blosc decompression: -1" and nothing else."""
+    plate = write_synthetic_plate(tmp_path / "plate.zarr", n_frames=3, seed=1)
+    plate.corrupt_chunk("B/1/1", t=1, channel=1)
+    expected = f"time point 1 of array '0' of FOV 'B/1/1' in store '{plate.store_path}'"
+    with pytest.raises(ArrayReadError, match=re.escape(expected)) as error:
+        generate_normalization_metadata(plate.store_path, num_workers=2, grid_spacing=8)
+    assert "blosc decompression" in str(error.value.__cause__)

@@ -27,6 +27,7 @@ from viscy_data._typing import (
 from viscy_data._utils import _channel_indices, _require_columns
 from viscy_data.normalization import read_norm_meta
 from viscy_data.ome_compat import fov_name, open_ome_zarr
+from viscy_data.read_errors import naming_read_errors
 
 __all__ = ["ClassificationDataModule", "ClassificationDataset"]
 
@@ -127,14 +128,10 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict[str, Any]]:
         row = self.annotation.iloc[index]
         half_y, half_x = self.initial_yx_patch_size[0] // 2, self.initial_yx_patch_size[1] // 2
-        y, x = int(row["y"]), int(row["x"])
-        patch = self._positions[row["fov_name"]]["0"][
-            int(row["t"]),
-            self.channel_index,
-            self.z_range[0] : self.z_range[1],
-            y - half_y : y + half_y,
-            x - half_x : x + half_x,
-        ]
+        y, x, t = int(row["y"]), int(row["x"]), int(row["t"])
+        array = self._positions[row["fov_name"]]["0"]
+        with naming_read_errors(array, time_point=t):
+            patch = array[t, self.channel_index, slice(*self.z_range), y - half_y : y + half_y, x - half_x : x + half_x]
         image = torch.from_numpy(np.asarray(patch, dtype=np.float32))[None]
         mean, std = self._fov_stats[row["fov_name"]]
         image = (image - mean) / (std + 1e-8)

@@ -28,6 +28,7 @@ from viscy_data._utils import (
 from viscy_data.distributed import sharded_data_loader
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, open_ome_zarr
+from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import SelectWell
 
 __all__ = ["CachedOmeZarrDataModule", "CachedOmeZarrDataset", "GPUTransformDataModule"]
@@ -178,7 +179,8 @@ class CachedOmeZarrDataset(Dataset):
         key = _array_cache_key(image, time_index)
         volume = None if self.skip_cache else self.cache_map.get(key)
         if volume is None:
-            volume = torch.from_numpy(np.asarray(image.oindex[time_index, self.channel_indices], dtype=np.float32))
+            with naming_read_errors(image, time_point=time_index):
+                volume = torch.from_numpy(np.asarray(image.oindex[time_index, self.channel_indices], dtype=np.float32))
             if not self.skip_cache:
                 self.cache_map[key] = volume
         return volume

@@ -35,6 +35,7 @@ from viscy_data._utils import (
 )
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_name, fov_name, open_ome_zarr
+from viscy_data.read_errors import naming_read_errors
 
 __all__ = ["HCSDataModule", "MaskTestDataset", "SlidingWindowDataset"]
 
@@ -124,7 +125,8 @@ class SlidingWindowDataset(Dataset):
 
     def _read_img_window(self, image: Any, channel_index: list[int], time_index: int, z_index: int) -> list[Tensor]:
         """Read one window as a ``(1, Z, Y, X)`` float32 tensor per channel."""
-        selection = image.oindex[time_index : time_index + 1, channel_index, z_index : z_index + self.z_window_size]
+        with naming_read_errors(image, time_point=time_index):
+            selection = image.oindex[time_index : time_index + 1, channel_index, z_index : z_index + self.z_window_size]
         return list(torch.from_numpy(np.asarray(selection, dtype=np.float32)).unbind(dim=1))
 
     def _stack_channels(self, sample_images: dict[str, Tensor], key: str) -> Tensor:

@@ -29,6 +29,7 @@ from viscy_data._utils import (
 )
 from viscy_data.gpu_aug import GPUTransformDataModule, _compose, _split_fit_positions
 from viscy_data.normalization import read_norm_meta, select_timepoint
+from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import SelectWell
 
 if TYPE_CHECKING:
@@ -102,9 +103,9 @@ class MmappedDataset(Dataset):
 
     def _preprocess(self, index: int) -> Tensor:
         position_index, time_index = self._items[index]
-        volume = torch.from_numpy(
-            np.asarray(self._arrays[position_index].oindex[time_index, self.channel_indices], dtype=np.float32)
-        )
+        image = self._arrays[position_index]
+        with naming_read_errors(image, time_point=time_index):
+            volume = torch.from_numpy(np.asarray(image.oindex[time_index, self.channel_indices], dtype=np.float32))
         if self.preprocess_transforms is None:
             return volume
         sample = self._split(volume)

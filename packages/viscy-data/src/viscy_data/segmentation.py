@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from viscy_data._typing import SegmentationSample
 from viscy_data._utils import _channel_indices
 from viscy_data.ome_compat import open_ome_zarr
+from viscy_data.read_errors import naming_read_errors
 
 __all__ = ["SegmentationDataModule", "SegmentationDataset"]
 
@@ -72,8 +73,10 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> SegmentationSample:
         position_index, _, t = self._items[index]
         pred_image, target_image = self._pairs[position_index]
-        pred = np.asarray(pred_image[t, self.pred_channel, self.pred_z_slice]).astype(np.int16)
-        target = np.asarray(target_image[t, self.target_channel, self.target_z_slice]).astype(np.int16)
+        with naming_read_errors(pred_image, time_point=t):
+            pred = np.asarray(pred_image[t, self.pred_channel, self.pred_z_slice]).astype(np.int16)
+        with naming_read_errors(target_image, time_point=t):
+            target = np.asarray(target_image[t, self.target_channel, self.target_z_slice]).astype(np.int16)
         return {
             "pred": torch.from_numpy(pred),
             "target": torch.from_numpy(target),

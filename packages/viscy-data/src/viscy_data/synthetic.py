@@ -135,6 +135,41 @@ class SyntheticPlate:
         """Hours since infection (the first frame) at frame ``t``."""
         return t * self.interval_minutes / 60.0
 
+    def corrupt_chunk(self, fov_name: str, t: int, channel: int = 0) -> Path:
+        """Truncate the chunk file of one time point and channel of a FOV's array ``"0"``.
+
+        For tests of read errors: reading that chunk afterwards fails to decode. Needs the
+        default chunks (one ``(Z, Y, X)`` stack per chunk); works for zarr formats 2 and 3.
+
+        Parameters
+        ----------
+        fov_name : str
+            FOV, e.g. ``"A/1/0"``.
+        t : int
+            Time point.
+        channel : int
+            Channel index.
+
+        Returns
+        -------
+        Path
+            The truncated chunk file.
+
+        Raises
+        ------
+        FileNotFoundError
+            If no chunk file holds that time point and channel alone.
+        """
+        array_dir = self.store_path / fov_name / "0"
+        key = f"{t}.{channel}.0.0.0"
+        for path in sorted(array_dir.rglob("*")):
+            relative = ".".join(path.relative_to(array_dir).parts)
+            if path.is_file() and (relative == key or relative.endswith(f".{key}")):
+                data = path.read_bytes()
+                path.write_bytes(data[: len(data) // 2])
+                return path
+        raise FileNotFoundError(f"No chunk file of time point {t}, channel {channel} under {array_dir}.")
+
 
 @dataclass
 class _Cell:

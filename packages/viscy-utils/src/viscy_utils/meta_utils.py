@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from viscy_data.normalization import NORMALIZATION_FIELD, compute_statistics, write_meta_field
 from viscy_data.ome_compat import open_ome_zarr
+from viscy_data.read_errors import naming_read_errors
 
 __all__ = ["generate_normalization_metadata", "resolve_channel_ids", "write_meta_field"]
 
@@ -83,12 +84,15 @@ def _timepoint_statistics(per_timepoint: Sequence[np.ndarray]) -> dict[str, dict
     return {str(t): compute_statistics(values) for t, values in enumerate(per_timepoint)}
 
 
+def _read_grid(image: Any, t: int, channel: int, grid_spacing: int) -> np.ndarray:
+    """Read every ``grid_spacing``-th pixel in Y and X of one time point and channel (all Z), flattened."""
+    with naming_read_errors(image, time_point=t):
+        return np.asarray(image[t, channel, :, ::grid_spacing, ::grid_spacing], dtype=np.float32).ravel()
+
+
 def _sample_fov(name: str, image: Any, channel_ids: Sequence[int], grid_spacing: int) -> _FovSamples:
-    """Read every ``grid_spacing``-th pixel in Y and X of each channel (all T and Z) once and summarize it."""
-    values = []
-    for channel in channel_ids:
-        samples = np.asarray(image[:, channel, :, ::grid_spacing, ::grid_spacing], dtype=np.float32)
-        values.append([samples[t].ravel() for t in range(samples.shape[0])])
+    """Read every ``grid_spacing``-th pixel in Y and X of each channel (all Z, one T at a time) and summarize it."""
+    values = [[_read_grid(image, t, channel, grid_spacing) for t in range(image.frames)] for channel in channel_ids]
     return _FovSamples(
         name=name,
         values=values,
