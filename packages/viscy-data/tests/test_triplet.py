@@ -1,4 +1,5 @@
 import pickle
+import re
 import tempfile
 from types import SimpleNamespace
 
@@ -11,6 +12,8 @@ pytest.importorskip("tensorstore")
 
 from viscy_data._typing import INDEX_COLUMNS
 from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr
+from viscy_data.read_errors import ArrayReadError
+from viscy_data.synthetic import write_synthetic_plate
 from viscy_data.triplet import TripletDataModule, TripletDataset
 
 CHANNELS = ["Phase3D", "GFP"]
@@ -39,6 +42,26 @@ def _dataset(plate, fovs=None, tables=None, **kwargs):
     settings = {"channel_names": CHANNELS, "initial_yx_patch_size": (32, 32), "z_range": slice(1, 6)}
     settings.update(kwargs)
     return TripletDataset(positions, tables, **settings)
+
+
+@pytest.fixture(scope="module")
+def corrupted_plate(tmp_path_factory):
+    """Two FOVs whose time point 2 (channel 0) has a truncated chunk."""
+    plate = write_synthetic_plate(
+        tmp_path_factory.mktemp("corrupted") / "plate.zarr",
+        well_conditions={"A/1": "uninfected", "B/1": "infected"},
+        fovs_per_well=1,
+        cells_per_fov=6,
+        seed=2,
+    )
+    for name in plate.fov_names:
+        plate.corrupt_chunk(name, t=2)
+    return plate
+
+
+def _read_error_pattern(plate):
+    fovs = "|".join(plate.fov_names)
+    return re.escape("time point 2 of array '0' of FOV '") + f"({fovs})" + re.escape(f"' in store '{plate.store_path}'")
 
 
 def _raw_patch(plate, fov, t, y, x, z_range=(1, 6), half=16):
@@ -315,3 +338,29 @@ def test_transforms_after_transfer_run_on_the_gpu(tracking_plate, zscore):
     on_gpu = dm.on_after_batch_transfer(move_data_to_device(batch, torch.device("cuda")), 0)
     assert on_gpu["anchor"].is_cuda
     torch.testing.assert_close(on_gpu["anchor"].cpu(), on_cpu["anchor"])
+
+
+@pytest.mark.parametrize("stage", ["fit", "validate", "predict"])
+def test_read_error_stops_every_loader_naming_store_fov_and_time_point(corrupted_plate, stage):
+    """The reference's thread buffer swallowed the error: the epoch ended early and the run exited 0."""
+    dm = _module(corrupted_plate, z_range=(0, 5), num_workers=2, batch_size=3)
+    dm.setup("predict" if stage == "predict" else "fit")
+    loader = {"fit": dm.train_dataloader, "validate": dm.val_dataloader, "predict": dm.predict_dataloader}[stage]()
+    assert isinstance(loader, torch.utils.data.DataLoader)
+    with pytest.raises(ArrayReadError, match=_read_error_pattern(corrupted_plate)) as error:
+        for _ in loader:
+            pass
+    assert "Invalid blosc-compressed data" in str(error.value.__cause__)
+
+
+def test_read_error_fails_trainer_predict(corrupted_plate):
+    from lightning.pytorch import LightningModule, Trainer
+
+    class MeanEmbedding(LightningModule):
+        def predict_step(self, batch, batch_idx):
+            return batch["anchor"].mean(dim=(2, 3, 4))
+
+    dm = _module(corrupted_plate, z_range=(0, 5), num_workers=1, batch_size=4)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(ArrayReadError, match=_read_error_pattern(corrupted_plate)):
+        trainer.predict(MeanEmbedding(), datamodule=dm)

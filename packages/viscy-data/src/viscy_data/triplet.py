@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from iohub.ngff import Position
-from monai.data import ThreadDataLoader, set_track_meta
+from monai.data import set_track_meta
 from monai.data.utils import no_collation
 from monai.transforms import Compose, MapTransform
 from torch import Tensor
@@ -35,7 +35,9 @@ from viscy_data._utils import (
 from viscy_data.hcs import HCSDataModule
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore
+from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import select_positions
+from viscy_data.thread_loader import ThreadedDataLoader
 
 __all__ = ["TripletDataModule", "TripletDataset"]
 
@@ -137,7 +139,8 @@ class TripletDataset(Dataset):
         self._stores: dict[str, Any] = {}
         self._store_lock = threading.Lock()
         self._norm_meta = [read_norm_meta(position) for position in positions]
-        self._store_keys = [str(array_store_path(position["0"])) for position in positions]
+        self._images = [position["0"] for position in positions]
+        self._store_keys = [str(array_store_path(image)) for image in self._images]
         self.tracks = self._filter_tracks(tracks_tables)
         if predict_cells:
             self.tracks = self._select_cells(self.tracks)
@@ -246,8 +249,9 @@ class TripletDataset(Dataset):
                     self._context = _tensorstore_context(self.cache_pool_bytes)
                 store = self._stores.get(key)
                 if store is None:
-                    image = self.positions[position_index]["0"]
-                    store = self._stores[key] = open_tensorstore(image, context=self._context)
+                    image = self._images[position_index]
+                    with naming_read_errors(image):
+                        store = self._stores[key] = open_tensorstore(image, context=self._context)
         return store
 
     def _read_patches(self, *row_sets: np.ndarray) -> list[Tensor]:
@@ -255,13 +259,14 @@ class TripletDataset(Dataset):
 
         Every patch is copied by tensorstore straight into its slot of one preallocated
         batch array per set; all reads go out in one tensorstore batch, so chunks shared by
-        several patches are read once.
+        several patches are read once. A failed read raises
+        :class:`~viscy_data.read_errors.ArrayReadError` naming its store, FOV and time point.
         """
         ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
         half_y, half_x = self.yx_patch_size[0] // 2, self.yx_patch_size[1] // 2
         channels = _as_slice_if_contiguous(self.channel_indices)
         z_size = len(range(*self.z_range.indices(self._n_slices)))
-        batches, futures = [], []
+        batches, reads = [], []
         with ts.Batch() as read_batch:  # lets tensorstore read each chunk once for the whole batch
             for rows in row_sets:
                 first_store = self._get_tensorstore(self._row_position[rows[0]] if len(rows) else 0)
@@ -277,10 +282,11 @@ class TripletDataset(Dataset):
                     indexer = store if isinstance(channels, slice) else store.oindex
                     yx = (slice(y - half_y, y + half_y), slice(x - half_x, x + half_x))
                     source = indexer[(self._row_t[row], channels, self.z_range, *yx)]
-                    futures.append(destination[slot].write(source, batch=read_batch))
+                    reads.append((row, destination[slot].write(source, batch=read_batch)))
                 batches.append(batch)
-        for future in futures:
-            future.result()
+        for row, future in reads:
+            with naming_read_errors(self._images[self._row_position[row]], time_point=int(self._row_t[row])):
+                future.result()
         return [torch.from_numpy(batch) for batch in batches]
 
     def _norm_meta_of(self, rows: np.ndarray) -> list[NormMeta | None] | None:
@@ -382,7 +388,8 @@ class TripletDataModule(HCSDataModule):
     batch_size : int
         Anchors per batch.
     num_workers : int
-        Thread workers (more than 1 rarely helps: tensorstore reads are already parallel).
+        Threads reading batches (more than 1 rarely helps: tensorstore reads are already
+        parallel); see :class:`~viscy_data.thread_loader.ThreadedDataLoader`.
     normalizations : list[MapTransform], optional
         Applied to every batch, on the device, channel by channel.
     augmentations : list[MapTransform], optional
@@ -406,7 +413,7 @@ class TripletDataModule(HCSDataModule):
     return_negative : bool
         Also return negatives.
     persistent_workers : bool
-        Keep workers between epochs.
+        No effect: the reading threads start with each epoch.
     prefetch_factor : int, optional
         Batches prefetched per worker.
     pin_memory : bool
@@ -547,11 +554,10 @@ class TripletDataModule(HCSDataModule):
     def _setup_test(self, dataset_settings: dict[str, Any]) -> None:
         raise NotImplementedError("Self-supervised model does not support testing")
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, **kwargs: Any) -> ThreadDataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, **kwargs: Any) -> ThreadedDataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return ThreadDataLoader(
+        return ThreadedDataLoader(
             dataset,
-            use_thread_workers=True,
             batch_size=batch_size,
             shuffle=shuffle,
             generator=generator,
@@ -560,15 +566,15 @@ class TripletDataModule(HCSDataModule):
             **kwargs,
         )
 
-    def train_dataloader(self) -> ThreadDataLoader:
+    def train_dataloader(self) -> ThreadedDataLoader:
         """Return shuffled training batches (incomplete last batch dropped)."""
         return self._loader(self.train_dataset, self.batch_size, shuffle=True, drop_last=True)
 
-    def val_dataloader(self) -> ThreadDataLoader:
+    def val_dataloader(self) -> ThreadedDataLoader:
         """Return validation batches, in order."""
         return self._loader(self.val_dataset, self.batch_size, shuffle=False, drop_last=False)
 
-    def predict_dataloader(self) -> ThreadDataLoader:
+    def predict_dataloader(self) -> ThreadedDataLoader:
         """Return prediction batches, in tracks order."""
         return self._loader(self.predict_dataset, self.batch_size, shuffle=False, drop_last=False)
 

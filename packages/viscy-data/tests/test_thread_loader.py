@@ -1,0 +1,125 @@
+import threading
+import time
+
+import pytest
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
+
+from viscy_data.thread_loader import ThreadedDataLoader
+
+
+class Squares(Dataset):
+    """Item ``i`` is ``i**2``; reading ``fail_at`` raises."""
+
+    def __init__(self, n=20, fail_at=None):
+        self.n = n
+        self.fail_at = fail_at
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, index):
+        if index == self.fail_at:
+            raise OSError(f"cannot read item {index}")
+        return torch.tensor(index**2)
+
+
+class BatchedSquares(Squares):
+    def __init__(self, n=20):
+        super().__init__(n)
+        self.calls = []
+
+    def __getitems__(self, indices):
+        self.calls.append(list(indices))
+        return {"square": torch.tensor(indices) ** 2}
+
+
+def _as_lists(loader):
+    return [batch.tolist() for batch in loader]
+
+
+@pytest.mark.parametrize("num_workers", [0, 1, 2])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"batch_size": 3},
+        {"batch_size": 3, "drop_last": True},
+        {"batch_size": None},
+        {"batch_sampler": BatchSampler(SequentialSampler(range(20)), batch_size=6, drop_last=False)},
+    ],
+)
+def test_same_batches_as_a_torch_loader(num_workers, settings):
+    def loader(cls, **extra):
+        return cls(Squares(), **settings, **extra)
+
+    threaded = loader(ThreadedDataLoader, num_workers=num_workers)
+    assert isinstance(threaded, DataLoader)
+    assert len(threaded) == len(loader(DataLoader))
+    expected = _as_lists(loader(DataLoader))
+    assert _as_lists(threaded) == expected
+    assert _as_lists(threaded) == expected, "a second epoch reads the same batches"
+
+
+def test_shuffle_follows_the_generator():
+    def epochs(seed):
+        generator = torch.Generator().manual_seed(seed)
+        loader = ThreadedDataLoader(Squares(), batch_size=5, shuffle=True, generator=generator)
+        return [[value for batch in _as_lists(loader) for value in batch] for _ in range(2)]
+
+    first, second = epochs(3)
+    assert sorted(first) == sorted(second) == [i**2 for i in range(20)]
+    assert first != second
+    assert epochs(3) == [first, second]
+    assert epochs(4)[0] != first
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_worker_error_is_raised_in_the_caller_after_the_earlier_batches(num_workers):
+    loader = ThreadedDataLoader(Squares(fail_at=10), batch_size=4, num_workers=num_workers)
+    batches = iter(loader)
+    assert [next(batches).tolist(), next(batches).tolist()] == [[0, 1, 4, 9], [16, 25, 36, 49]]
+    with pytest.raises(OSError, match="cannot read item 10") as error:
+        next(batches)
+    assert any(code.co_name == "__getitem__" for code in _frames(error.value.__traceback__))
+
+
+def _frames(traceback):
+    while traceback is not None:
+        yield traceback.tb_frame.f_code
+        traceback = traceback.tb_next
+
+
+def test_getitems_reads_whole_batches():
+    dataset = BatchedSquares(10)
+    batches = list(ThreadedDataLoader(dataset, batch_size=4, num_workers=2, collate_fn=lambda batch: batch))
+    assert [batch["square"].tolist() for batch in batches] == [[0, 1, 4, 9], [16, 25, 36, 49], [64, 81]]
+    assert sorted(dataset.calls) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_stopping_early_leaves_no_reading_thread():
+    class Slow(Squares):
+        def __getitem__(self, index):
+            time.sleep(0.01)
+            return super().__getitem__(index)
+
+    iterator = iter(ThreadedDataLoader(Slow(200), batch_size=2, num_workers=2))
+    assert next(iterator).tolist() == [0, 1]
+    iterator.close()
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("ThreadedDataLoader") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "reading threads still running after the iteration stopped"
+        time.sleep(0.05)
+
+
+def test_process_worker_options_and_iterable_datasets_are_refused():
+    with pytest.raises(ValueError, match="worker_init_fn does not apply"):
+        ThreadedDataLoader(Squares(), num_workers=2, worker_init_fn=print)
+    with pytest.raises(ValueError, match="multiprocessing_context does not apply"):
+        ThreadedDataLoader(Squares(), num_workers=2, multiprocessing_context="spawn")
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(range(3))
+
+    with pytest.raises(TypeError, match="map-style"):
+        ThreadedDataLoader(Stream())
