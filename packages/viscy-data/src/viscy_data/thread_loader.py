@@ -118,10 +118,10 @@ class ThreadedDataLoader(DataLoader):
         timeout = self.timeout or None
         batches = iter(self._index_batches())
         pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix=type(self).__name__)
-        pending: deque[Future] = deque(
-            pool.submit(self._read, indices) for indices in itertools.islice(batches, read_ahead)
-        )
+        pending: deque[Future] = deque()
         try:
+            for indices in itertools.islice(batches, read_ahead):
+                pending.append(pool.submit(self._read, indices))
             while pending:
                 batch = pending.popleft().result(timeout=timeout)
                 for indices in itertools.islice(batches, 1):
