@@ -6,11 +6,12 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
+from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from viscy_utils.log_images import render_images
 
-__all__ = ["log_sample_grid"]
+__all__ = ["log_epoch_samples", "log_sample_grid"]
 
 _logger = logging.getLogger(__name__)
 
@@ -42,3 +43,20 @@ def log_sample_grid(loggers: Sequence[Logger], key: str, samples: list[list[np.n
             log_image(key=key, images=[grid], step=step)
         else:
             _logger.debug("%s cannot log images; skipping %s.", type(logger).__name__, key)
+
+
+def log_epoch_samples(module: LightningModule, key: str, samples: list[list[np.ndarray]]) -> None:
+    """Log the samples a module kept during an epoch as one grid on rank zero, then empty the list.
+
+    Parameters
+    ----------
+    module : LightningModule
+        The module being trained (its trainer gives the rank, loggers and epoch).
+    key : str
+        Image name, e.g. ``"val_samples"``.
+    samples : list of list of np.ndarray
+        Rows of :func:`viscy_utils.log_images.detach_sample` output; emptied in place on every rank.
+    """
+    if samples and module.trainer.is_global_zero:
+        log_sample_grid(module.loggers, key, samples, module.current_epoch)
+    samples.clear()
