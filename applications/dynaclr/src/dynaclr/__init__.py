@@ -8,13 +8,7 @@ them lazily, so ``import dynaclr`` (and ``dynaclr --help``) does not import torc
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from dynaclr.classification import ClassificationModule, ClassificationPredictionWriter
-    from dynaclr.engine import ContrastiveModule, ContrastivePrediction
-    from dynaclr.multi_modal import JointContrastiveModule, JointEncoders, MultiModalContrastiveModule
-    from dynaclr.vae import BetaVaeModule
+from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "ContrastiveModule": "dynaclr.engine",

@@ -179,7 +179,8 @@ class ContrastiveModule(LightningModule):
 
     def _gather(self, projections: Tensor) -> Tensor:
         """Concatenate the projections of every rank (gradients flow back to each rank's own rows)."""
-        if not self.all_gather_negatives or self.trainer.world_size == 1:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if not self.all_gather_negatives or not distributed or torch.distributed.get_world_size() == 1:
             return projections
         sizes = self.all_gather(torch.tensor(projections.shape[0], device=projections.device))
         largest = int(sizes.max())
@@ -258,7 +259,7 @@ class ContrastiveModule(LightningModule):
         self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
 
     def _log_samples(self, key: str, outputs: list[list[Any]]) -> None:
-        if outputs and self.trainer.is_global_zero:
+        if outputs and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             log_sample_grid(self.loggers, key, outputs, self.current_epoch)
         outputs.clear()
 
@@ -267,7 +268,7 @@ class ContrastiveModule(LightningModule):
         self._log_samples("train_samples", self.training_step_outputs)
 
     def on_validation_epoch_end(self) -> None:
-        """Log the kept validation samples as an image grid."""
+        """Log the kept validation samples as an image grid (not those of the sanity check)."""
         self._log_samples("val_samples", self.validation_step_outputs)
 
     def configure_optimizers(self) -> Any:
