@@ -16,6 +16,7 @@ from viscy_data._utils import (
     collate_norm_meta,
 )
 from viscy_data.normalization import select_timepoint
+from viscy_data.worker_seed import WorkerTransformSeeder
 
 
 def test_batched_center_crop_keeps_batch_and_channel():
@@ -72,12 +73,12 @@ def test_split_indices_seeded_and_disjoint():
 
 def test_loader_kwargs_only_pass_worker_options_with_workers():
     assert _loader_kwargs(0, 4, True, False) == {"num_workers": 0, "pin_memory": False}
-    assert _loader_kwargs(2, 4, True, True) == {
-        "num_workers": 2,
-        "pin_memory": True,
-        "prefetch_factor": 4,
-        "persistent_workers": True,
-    }
+    kwargs = _loader_kwargs(2, 4, True, True)
+    seeder = kwargs.pop("worker_init_fn")
+    assert isinstance(seeder, WorkerTransformSeeder)
+    assert seeder.rank == 0
+    assert kwargs == {"num_workers": 2, "pin_memory": True, "prefetch_factor": 4, "persistent_workers": True}
+    assert "worker_init_fn" not in _loader_kwargs(2, 4, False, False, thread_workers=True)
 
 
 def _meta(value):

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from viscy_data._typing import DictTransform, NormMeta
 from viscy_data.ome_compat import fov_name, open_ome_zarr
+from viscy_data.worker_seed import WorkerTransformSeeder, current_rank
 
 __all__ = ["BatchedCenterSpatialCropd"]
 
@@ -105,13 +106,25 @@ def _validate_store_channels(store_path: Path, channels: Sequence[str], array_ke
 
 
 def _loader_kwargs(
-    num_workers: int, prefetch_factor: int | None, persistent_workers: bool, pin_memory: bool
+    num_workers: int,
+    prefetch_factor: int | None,
+    persistent_workers: bool,
+    pin_memory: bool,
+    *,
+    thread_workers: bool = False,
 ) -> dict[str, Any]:
-    """DataLoader worker arguments; worker-only options are passed only with workers."""
+    """DataLoader worker arguments; worker-only options are passed only with workers.
+
+    Worker processes reseed the dataset's random transforms per worker and epoch
+    (:class:`~viscy_data.worker_seed.WorkerTransformSeeder`); ``thread_workers``
+    (:class:`~viscy_data.thread_loader.ThreadedDataLoader`) share them, so get no ``worker_init_fn``.
+    """
     kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
     if num_workers > 0:
         kwargs["prefetch_factor"] = prefetch_factor
         kwargs["persistent_workers"] = persistent_workers
+        if not thread_workers:
+            kwargs["worker_init_fn"] = WorkerTransformSeeder(rank=current_rank())
     return kwargs
 
 

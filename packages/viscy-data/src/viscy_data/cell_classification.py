@@ -24,7 +24,7 @@ from viscy_data._typing import (
     LABEL_INFECTION_STATE,
     AnnotationColumns,
 )
-from viscy_data._utils import _channel_indices, _require_columns
+from viscy_data._utils import _channel_indices, _loader_kwargs, _require_columns
 from viscy_data.normalization import read_norm_meta
 from viscy_data.ome_compat import fov_name, open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
@@ -258,8 +258,7 @@ class ClassificationDataModule(LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            **_loader_kwargs(self.num_workers, None, self.num_workers > 0, False),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -20,6 +20,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from viscy_data._optional import require_modules
 from viscy_data._typing import Sample
+from viscy_data._utils import _loader_kwargs
 from viscy_data.gpu_aug import GPUTransformDataModule, _compose
 
 __all__ = ["LiveCellDataModule", "LiveCellDataset", "LiveCellTestDataset"]
@@ -237,8 +238,7 @@ class LiveCellDataModule(GPUTransformDataModule):
             batch_size=self.batch_size,
             shuffle=False,
             collate_fn=_collate_test_samples,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            **_loader_kwargs(self.num_workers, self.prefetch_factor, False, self.pin_memory),
         )
 
 

@@ -11,7 +11,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from viscy_data._typing import SegmentationSample
-from viscy_data._utils import _channel_indices
+from viscy_data._utils import _channel_indices, _loader_kwargs
 from viscy_data.ome_compat import open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
 
@@ -143,4 +143,5 @@ class SegmentationDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         """Return test batches, in order."""
-        return DataLoader(self.test_dataset, batch_size=self.batch_size, num_workers=self.num_workers)
+        settings = _loader_kwargs(self.num_workers, None, False, False)
+        return DataLoader(self.test_dataset, batch_size=self.batch_size, **settings)

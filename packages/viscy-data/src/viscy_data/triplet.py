@@ -562,7 +562,9 @@ class TripletDataModule(HCSDataModule):
             shuffle=shuffle,
             generator=generator,
             collate_fn=no_collation,
-            **_loader_kwargs(self.num_workers, self.prefetch_factor, self.persistent_workers, self.pin_memory),
+            **_loader_kwargs(
+                self.num_workers, self.prefetch_factor, self.persistent_workers, self.pin_memory, thread_workers=True
+            ),
             **kwargs,
         )
 
