@@ -250,6 +250,7 @@ def test_fit_with_tensorboard_logs_metrics_images_and_schedules(tmp_path):
     images = events.Tags()["images"]
     for key in ("train_reconstructions", "val_reconstructions", "latent_traversal", "latent_interpolation"):
         assert key in images
+    assert [image.step for image in events.Images("val_reconstructions")] == [0, 1]  # not the sanity check
     traversal = events.Images("latent_traversal")
     assert [image.step for image in traversal] == [1]  # epoch 1 only: never at epoch 0
     assert (traversal[0].height, traversal[0].width) == (4 * 16, 11 * 16)  # latent dims x steps

@@ -48,6 +48,8 @@ def log_sample_grid(loggers: Sequence[Logger], key: str, samples: list[list[np.n
 def log_epoch_samples(module: LightningModule, key: str, samples: list[list[np.ndarray]]) -> None:
     """Log the samples a module kept during an epoch as one grid on rank zero, then empty the list.
 
+    Samples of the sanity-check validation are dropped without logging.
+
     Parameters
     ----------
     module : LightningModule
@@ -57,6 +59,6 @@ def log_epoch_samples(module: LightningModule, key: str, samples: list[list[np.n
     samples : list of list of np.ndarray
         Rows of :func:`viscy_utils.log_images.detach_sample` output; emptied in place on every rank.
     """
-    if samples and module.trainer.is_global_zero:
+    if samples and module.trainer.is_global_zero and not module.trainer.sanity_checking:
         log_sample_grid(module.loggers, key, samples, module.current_epoch)
     samples.clear()
