@@ -1,3 +1,4 @@
+import logging
 import pickle
 import re
 import tempfile
@@ -134,6 +135,49 @@ def _gapped_tables():
 def test_anchor_filter_with_gaps(tracking_plate, time_interval, fit, expected):
     dataset = _dataset(tracking_plate, ["A/1/0"], _gapped_tables(), time_interval=time_interval, fit=fit)
     assert set(zip(dataset.valid_anchors["track_id"], dataset.valid_anchors["t"], strict=True)) == expected
+
+
+def test_anchors_without_positive_are_counted_in_a_warning(tracking_plate, caplog):
+    """The reference dropped them silently."""
+    with caplog.at_level(logging.WARNING, logger="viscy_data.triplet"):
+        dataset = _dataset(tracking_plate, ["A/1/0"], _gapped_tables(), time_interval=2)
+    assert len(dataset) == 3
+    assert (
+        "Dropped 3 of 6 anchors (kept 3) without a positive: their track has no row at t + time_interval (t + 2)"
+        in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="viscy_data.triplet"):
+        _dataset(tracking_plate, ["A/1/0"], _gapped_tables(), time_interval=2, fit=False)
+        _dataset(tracking_plate, ["A/1/0"], _gapped_tables(), time_interval="any")
+    assert "anchors" not in caplog.text
+
+
+def test_dropped_cells_are_counted_by_reason(tracking_plate, caplog):
+    table = _gapped_tables()[0]
+    table.loc[0, "y"] = 3
+    table.loc[[4, 5], "t"] = [6, 99]
+    with caplog.at_level(logging.WARNING, logger="viscy_data.triplet"):
+        dataset = _dataset(tracking_plate, ["A/1/0"], [table], time_interval="any")
+    assert len(dataset) == 3
+    assert (
+        "Dropped 3 of 6 tracked cells (kept 3): 1 whose (32, 32) patch crosses the image border, "
+        "2 whose t is outside the frames of their FOV" in caplog.text
+    )
+
+
+def test_predict_cells_not_found_are_counted_in_a_warning(tracking_plate, caplog):
+    dataset = _dataset(tracking_plate, fit=False)
+    track = int(dataset.tracks.query("fov_name == 'A/1/1'")["track_id"].iloc[0])
+    with caplog.at_level(logging.WARNING, logger="viscy_data.triplet"):
+        _dataset(
+            tracking_plate,
+            fit=False,
+            predict_cells=True,
+            include_fov_names=["A/1/1", "A/1/1"],
+            include_track_ids=[track, 999],
+        )
+    assert "1 of 2 cells of include_fov_names/include_track_ids have no tracked rows" in caplog.text
 
 
 def test_any_interval_positive_is_anchor_copy(tracking_plate):

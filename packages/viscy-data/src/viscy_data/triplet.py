@@ -150,39 +150,45 @@ class TripletDataset(Dataset):
         self._index_rows()
 
     def _filter_tracks(self, tracks_tables: list[pd.DataFrame]) -> pd.DataFrame:
-        """Concatenate the tables, keeping cells whose patch lies inside their image."""
+        """Concatenate the tables, keeping cells whose patch lies inside their image (the others are counted)."""
         z_start, z_stop = self.z_range.start or 0, self.z_range.stop
         half_y, half_x = self.yx_patch_size[0] // 2, self.yx_patch_size[1] // 2
         filtered = []
-        n_dropped = 0
+        n_border = n_outside_movie = 0
         for position_index, (position, table) in enumerate(zip(self.positions, tracks_tables, strict=True)):
             name = fov_name(position)
             _require_columns(table.columns, TRACK_REQUIRED_COLUMNS, f"Tracks table of FOV {name}")
             n_frames, _, n_slices, height, width = position["0"].shape
             if z_stop is None or not 0 <= z_start < z_stop <= n_slices:
                 raise ValueError(f"z_range {self.z_range} is outside the {n_slices} Z slices of FOV {name}.")
-            inside = (
+            inside_yx = (
                 table["y"].gt(half_y)
                 & table["y"].lt(height - half_y)
                 & table["x"].gt(half_x)
                 & table["x"].lt(width - half_x)
-                & table["t"].between(0, n_frames - 1)
             )
-            n_dropped += int((~inside).sum())
+            inside = inside_yx & table["t"].between(0, n_frames - 1)
+            n_border += int((~inside_yx).sum())
+            n_outside_movie += int((inside_yx & ~inside).sum())
             kept = table[inside].copy()
             kept["fov_name"] = name
             kept["global_track_id"] = name + "_" + kept["track_id"].astype(str)
             kept["position"] = [position] * len(kept)
             kept["_position_index"] = position_index
             filtered.append(kept)
-        if n_dropped:
+        tracks = pd.concat(filtered, ignore_index=True)
+        if n_border or n_outside_movie:
             _logger.warning(
-                "Dropped %d of %d tracked cells whose %s patch crosses the image border or whose t is past the movie.",
-                n_dropped,
+                "Dropped %d of %d tracked cells (kept %d): %d whose %s patch crosses the image border, "
+                "%d whose t is outside the frames of their FOV.",
+                n_border + n_outside_movie,
                 sum(len(table) for table in tracks_tables),
+                len(tracks),
+                n_border,
                 self.yx_patch_size,
+                n_outside_movie,
             )
-        return pd.concat(filtered, ignore_index=True)
+        return tracks
 
     def _select_cells(self, tracks: pd.DataFrame) -> pd.DataFrame:
         """Keep the (FOV, track) pairs of ``include_fov_names`` and ``include_track_ids``."""
@@ -192,16 +198,36 @@ class TripletDataset(Dataset):
         wanted = pd.MultiIndex.from_arrays([fovs, track_ids], names=["fov_name", "track_id"])
         keys = pd.MultiIndex.from_frame(tracks[["fov_name", "track_id"]])
         selected = tracks[keys.isin(wanted)].reset_index(drop=True)
+        n_missing = int((~wanted.isin(keys)).sum())
+        if n_missing:
+            _logger.warning(
+                "%d of %d cells of include_fov_names/include_track_ids have no tracked rows (no such track, "
+                "or all its rows dropped at the image border); predicting %d rows of the other %d.",
+                n_missing,
+                len(wanted),
+                len(selected),
+                len(wanted) - n_missing,
+            )
         _logger.info("Predicting %d rows of %d selected cells.", len(selected), len(wanted))
         return selected
 
     def _filter_anchors(self, tracks: pd.DataFrame) -> pd.DataFrame:
-        """Return the rows that have a positive ``time_interval`` frames later in their track."""
+        """Return the rows that have a positive ``time_interval`` frames later in their track (the others counted)."""
         if self.time_interval == "any" or not self.fit:
             return tracks
         keys = pd.MultiIndex.from_arrays([tracks["global_track_id"], tracks["t"]])
         later = pd.MultiIndex.from_arrays([tracks["global_track_id"], tracks["t"] + self.time_interval])
-        return tracks[later.isin(keys)]
+        anchors = tracks[later.isin(keys)]
+        if len(anchors) < len(tracks):
+            _logger.warning(
+                "Dropped %d of %d anchors (kept %d) without a positive: their track has no row at "
+                "t + time_interval (t + %d).",
+                len(tracks) - len(anchors),
+                len(tracks),
+                len(anchors),
+                self.time_interval,
+            )
+        return anchors
 
     def _index_rows(self) -> None:
         """Precompute per-row arrays so that a batch needs no pandas work but one ``take``."""
