@@ -317,3 +317,41 @@ def test_unparsable_checkpoint_hyperparameters_do_not_abort_fit(tmp_path, monkey
     assert "hyperparameters" in caplog.text
     assert isinstance(cli.model, TinyRegressor)
     assert cli.model.hparams.lr == 0.1
+
+
+def test_preprocess_accepts_a_single_channel_name(tmp_path, synthetic_plate, viscy):
+    # regression: `--channel_names GFP` failed with "Expected a <class 'list'>"
+    import shutil
+
+    plate_path = tmp_path / "plate.zarr"
+    shutil.copytree(synthetic_plate.store_path, plate_path)
+    with open_ome_zarr(plate_path, layout="hcs", mode="r+") as plate:
+        plate.zattrs.pop("normalization", None)
+    viscy("preprocess", "--data_path", str(plate_path), "--channel_names", "GFP", "--block_size", "8")
+    with open_ome_zarr(plate_path, layout="hcs", mode="r") as plate:
+        assert list(read_norm_meta(plate)) == ["GFP"]
+
+
+def test_precompute_accepts_single_channel_and_well_names(tmp_path, synthetic_plate, viscy):
+    import dask.array as da
+
+    output = tmp_path / "stack"
+    viscy(
+        "precompute",
+        "--data_path",
+        str(synthetic_plate.store_path),
+        "--output_path",
+        str(output),
+        "--channel_names",
+        "GFP",
+        "--subtrahends",
+        "[mean]",
+        "--divisors",
+        "[std]",
+        "--include_wells",
+        "A/1",
+        "--exclude_fovs",
+        "A/1/1",
+    )
+    stack = da.from_npy_stack(output)
+    assert stack.shape[:3] == (1, 4, 1)  # one FOV, four time points, one channel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +34,7 @@ class VisCyTrainer(Trainer):
     def preprocess(
         self,
         data_path: Path,
-        channel_names: list[str] | Literal[-1] = -1,
+        channel_names: Literal[-1] | list[str] | str = -1,
         num_workers: int = 1,
         block_size: int = 32,
         model: LightningModule | None = None,
@@ -45,8 +46,8 @@ class VisCyTrainer(Trainer):
         ----------
         data_path : Path
             The plate, opened for writing.
-        channel_names : list of str or -1
-            Channels to process; ``-1`` for all.
+        channel_names : str, list of str or -1
+            Channel or channels to process; ``-1`` for all.
         num_workers : int
             Number of FOVs read in parallel.
         block_size : int
@@ -71,10 +72,11 @@ class VisCyTrainer(Trainer):
         else:
             with open_ome_zarr(data_path, layout="hcs", mode="r") as plate:
                 present = list(plate.channel_names)
-            missing = [name for name in channel_names if name not in present]
+            names = _name_list(channel_names)
+            missing = [name for name in names if name not in present]
             if missing:
                 raise ValueError(f"Channels {missing} not found in {data_path}; channels present: {present}.")
-            channel_ids = [present.index(name) for name in channel_names]
+            channel_ids = [present.index(name) for name in names]
         generate_normalization_metadata(
             zarr_dir=data_path, num_workers=num_workers, channel_ids=channel_ids, grid_spacing=block_size
         )
@@ -152,17 +154,19 @@ class VisCyTrainer(Trainer):
         self,
         data_path: Path,
         output_path: Path,
-        channel_names: list[str],
+        channel_names: list[str] | str,
         subtrahends: list[Subtrahend],
         divisors: list[Divisor],
         image_array_key: str = "0",
-        include_wells: list[str] | None = None,
-        exclude_fovs: list[str] | None = None,
+        include_wells: list[str] | str | None = None,
+        exclude_fovs: list[str] | str | None = None,
         overwrite: bool = False,
         model: LightningModule | None = None,
         datamodule: LightningDataModule | None = None,
     ) -> None:
-        """Save normalized float16 image stacks (see :func:`viscy_utils.precompute.precompute_array`).
+        """Save normalized float16 image stacks of selected channels.
+
+        See :func:`viscy_utils.precompute.precompute_array`.
 
         Parameters
         ----------
@@ -170,18 +174,18 @@ class VisCyTrainer(Trainer):
             HCS OME-Zarr plate.
         output_path : Path
             Directory to write.
-        channel_names : list of str
-            Channels to keep.
+        channel_names : str or list of str
+            Channel or channels to keep.
         subtrahends : list of {"mean"} or float
             Per channel: ``"mean"`` or a percentile to subtract.
         divisors : list of {"std"} or (float, float)
             Per channel: ``"std"`` or a (low, high) percentile pair.
         image_array_key : str
             Array inside each position.
-        include_wells : list of str, optional
-            Wells to keep.
-        exclude_fovs : list of str, optional
-            FOVs to drop.
+        include_wells : str or list of str, optional
+            Well or wells to keep (``"A/1"``).
+        exclude_fovs : str or list of str, optional
+            FOV or FOVs to drop (``"A/1/0"``).
         overwrite : bool
             Replace an existing ``output_path``.
         model : LightningModule, optional
@@ -194,12 +198,12 @@ class VisCyTrainer(Trainer):
         precompute_array(
             data_path=data_path,
             output_path=output_path,
-            channel_names=channel_names,
+            channel_names=_name_list(channel_names),
             subtrahends=subtrahends,
             divisors=divisors,
             image_array_key=image_array_key,
-            include_wells=include_wells,
-            exclude_fovs=exclude_fovs,
+            include_wells=None if include_wells is None else _name_list(include_wells),
+            exclude_fovs=None if exclude_fovs is None else _name_list(exclude_fovs),
             overwrite=overwrite,
         )
 
@@ -234,6 +238,11 @@ class VisCyTrainer(Trainer):
             overwrite=overwrite,
             return_anndata=False,
         )
+
+
+def _name_list(names: str | Sequence[str]) -> list[str]:
+    """One name (``"GFP"``, as the command line gives it) or several, as a list."""
+    return [names] if isinstance(names, str) else list(names)
 
 
 def _is_configured(model: LightningModule | None) -> bool:
