@@ -319,6 +319,53 @@ def test_unparsable_checkpoint_hyperparameters_do_not_abort_fit(tmp_path, monkey
     assert cli.model.hparams.lr == 0.1
 
 
+def _tiny_fit_settings(root: Path) -> dict:
+    return {
+        "trainer": {
+            "accelerator": "cpu",
+            "fast_dev_run": True,
+            "enable_progress_bar": False,
+            "default_root_dir": str(root),
+        },
+        "model": {"class_path": "viscy_utils.testing.TinyRegressor"},
+        "data": {"class_path": "viscy_utils.testing.RandomPairsDataModule"},
+    }
+
+
+def test_option_value_named_like_a_subcommand_is_not_the_subcommand(tmp_path, monkeypatch, viscy):
+    # regression: `--trainer.default_root_dir preprocess` made the CLI drop the model and data
+    monkeypatch.chdir(tmp_path)
+    config = _fit_config(tmp_path, lr=0.1, max_epochs=1)
+    cli = viscy("fit", "-c", str(config), "--trainer.default_root_dir", "preprocess")
+    assert cli.subcommand == "fit"
+    assert cli.trainer.state.finished
+    assert list((tmp_path / "preprocess" / "lightning_logs").glob("*/checkpoints/*.ckpt"))
+
+
+def test_config_before_the_subcommand(tmp_path, monkeypatch, viscy):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "top.yml"
+    config.write_text(yaml.safe_dump({"fit": _tiny_fit_settings(tmp_path / "preprocess")}))
+    cli = viscy("--config", str(config), "fit")
+    assert cli.subcommand == "fit"
+    assert cli.trainer.state.finished
+
+
+def test_subcommand_chosen_by_the_config_file(tmp_path, synthetic_plate, viscy):
+    import shutil
+
+    plate_path = tmp_path / "plate.zarr"
+    shutil.copytree(synthetic_plate.store_path, plate_path)
+    config = tmp_path / "top.yml"
+    config.write_text(
+        yaml.safe_dump({"subcommand": "preprocess", "preprocess": {"data_path": str(plate_path), "block_size": 8}})
+    )
+    cli = viscy("-c", str(config))
+    assert cli.subcommand == "preprocess"
+    with open_ome_zarr(plate_path, layout="hcs", mode="r") as plate:
+        assert sorted(read_norm_meta(plate)) == ["GFP", "Phase3D"]
+
+
 def test_preprocess_accepts_a_single_channel_name(tmp_path, synthetic_plate, viscy):
     # regression: `--channel_names GFP` failed with "Expected a <class 'list'>"
     import shutil
@@ -355,3 +402,117 @@ def test_precompute_accepts_single_channel_and_well_names(tmp_path, synthetic_pl
     )
     stack = da.from_npy_stack(output)
     assert stack.shape[:3] == (1, 4, 1)  # one FOV, four time points, one channel
+
+
+def _channel_typo_config(tmp_path: Path, plate_path: Path) -> Path:
+    return _write(
+        tmp_path / "fit.yml",
+        f"""
+        trainer:
+          accelerator: cpu
+          fast_dev_run: true
+        model:
+          class_path: viscy_utils.testing.TinyRegressor
+        data:
+          class_path: viscy_data.hcs.HCSDataModule
+          init_args:
+            data_path: {plate_path}
+            source_channel: GPF
+            target_channel: Phase3D
+            z_window_size: 1
+            num_workers: 0
+        """,
+    )
+
+
+@pytest.mark.slow
+def test_config_error_shows_the_cause_as_the_last_line(tmp_path, synthetic_plate, run_viscy, monkeypatch):
+    # regression: a misspelt channel printed a traceback and a union error ending in a Namespace dump
+    config = _channel_typo_config(tmp_path, synthetic_plate.store_path)
+    result = run_viscy("fit", "-c", str(config), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "Namespace(" not in result.stderr
+    cause = "ValueError: Channel(s) ['GPF'] not found; the data has channels ['Phase3D', 'GFP']."
+    assert result.stderr.strip().splitlines()[-1] == cause
+    monkeypatch.setenv(LOG_LEVEL_ENV, "DEBUG")
+    result = run_viscy("fit", "-c", str(config), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "Channel(s) ['GPF'] not found" in result.stderr
+
+
+def test_input_error_while_running_shows_the_cause_as_the_last_line(synthetic_plate, monkeypatch, capsys, recwarn):
+    from viscy_utils.cli import main
+
+    monkeypatch.setenv(LOG_LEVEL_ENV, "WARNING")
+    args = ["preprocess", "--data_path", str(synthetic_plate.store_path), "--channel_names", "[DAPI]"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)  # as a wrapper command (dynaclr) calls it, while sys.argv holds its own arguments
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("ValueError: Channels ['DAPI'] not found in ")
+    assert not [w for w in recwarn if "args parameter" in str(w.message)]  # Lightning's warning about sys.argv
+
+
+def test_unexpected_error_while_running_keeps_its_traceback(tmp_path, monkeypatch):
+    from viscy_utils.cli import main
+
+    monkeypatch.setenv(LOG_LEVEL_ENV, "WARNING")
+    ckpt = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1, 1, 1, 1, 1)}}, ckpt)
+    args = ["export", "--model", "viscy_utils.testing.TinyRegressor", "--export_path", str(tmp_path / "m.onnx")]
+    with pytest.raises(RuntimeError, match="Missing key"):  # not an input error that VisCy validates
+        main([*args, "--ckpt_path", str(ckpt)])
+
+
+@pytest.mark.slow
+def test_top_level_help_is_static_and_does_not_import_torch(run_viscy):
+    # regression: `viscy --help` imported Lightning, torch and MONAI first (about 20 s on 2 cores)
+    script = textwrap.dedent(
+        """
+        import sys
+        import viscy_utils
+        print("TORCH_AFTER_IMPORT", "torch" in sys.modules)
+        from viscy_utils.cli import main
+        for args in (["--help"], ["-h"], []):
+            try:
+                main(args)
+            except SystemExit as exit:
+                assert exit.code in (0, None), exit.code
+        print("TORCH_AFTER_HELP", "torch" in sys.modules)
+        """
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "TORCH_AFTER_IMPORT False" in result.stdout
+    assert "TORCH_AFTER_HELP False" in result.stdout
+    assert result.stdout.count("usage: viscy") == 3
+    for subcommand in ("fit", "validate", "test", "predict", *VISCY_SUBCOMMANDS):
+        assert f"\n  {subcommand} " in result.stdout
+    result = run_viscy("--help")
+    assert result.returncode == 0, result.stderr
+    assert "convert_to_anndata" in result.stdout
+
+
+def test_static_help_lists_the_subcommands_of_the_lightning_cli():
+    from viscy_utils.cli import SUBCOMMAND_HELP, VisCyCLI
+
+    assert list(SUBCOMMAND_HELP) == list(VisCyCLI.subcommands())
+
+
+@pytest.mark.slow
+def test_fit_does_not_print_third_party_tips(tmp_path, run_viscy, monkeypatch):
+    # regression: litlogger/litmodels tips and torch's LeafSpec deprecation, which users cannot act on
+    monkeypatch.setenv(LOG_LEVEL_ENV, "INFO")
+    config = tmp_path / "fit.yml"
+    config.write_text(yaml.safe_dump(_tiny_fit_settings(tmp_path)))
+    result = run_viscy("fit", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "fast_dev_run" in result.stderr  # Lightning's own messages still show at INFO
+    for noise in ("litlogger", "litmodels", "LeafSpec"):
+        assert noise not in result.stderr

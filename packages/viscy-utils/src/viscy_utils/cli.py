@@ -6,172 +6,323 @@ Usage::
     viscy predict -c predict.yml
     viscy export -c export_onnx.yml
     viscy preprocess --data_path plate.zarr
+
+This module imports neither torch nor Lightning: ``viscy --help`` answers from
+:data:`SUBCOMMAND_HELP`, and :class:`VisCyCLI` (in :mod:`viscy_utils.lightning_cli`) is
+imported when a subcommand runs. A command line built on this one (``dynaclr``) runs a
+Lightning subcommand with :func:`main`, which reports configuration and input errors in one
+line, or with :func:`run_cli`, which raises them.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-from jsonargparse import Namespace
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
+import yaml
 
-from viscy_utils.trainer import VisCyTrainer
+if TYPE_CHECKING:
+    from viscy_utils.lightning_cli import VisCyCLI
 
-__all__ = ["LOG_LEVEL_ENV", "VisCyCLI", "main", "run_cli"]
+__all__ = ["DESCRIPTION", "LOG_LEVEL_ENV", "SUBCOMMAND_HELP", "ConfigError", "VisCyCLI", "main", "run_cli"]
 
 LOG_LEVEL_ENV = "VISCY_LOG_LEVEL"
-"""Environment variable with the log level of the ``viscy`` command (default ``INFO``)."""
+"""Environment variable with the log level of the ``viscy`` command (default ``INFO``; ``DEBUG`` shows tracebacks)."""
+
+DESCRIPTION = "Computer vision models for single-cell phenotyping."
+"""What ``viscy --help`` says the command is."""
 
 VISCY_SUBCOMMANDS = ("preprocess", "export", "precompute", "convert_to_anndata")
-"""Commands that :class:`VisCyTrainer` adds to Lightning's."""
+"""Commands that :class:`~viscy_utils.trainer.VisCyTrainer` adds to Lightning's."""
+
+SUBCOMMAND_HELP: dict[str, str] = {
+    "fit": "Train a model (Lightning's fit loop, validating as configured).",
+    "validate": "Run one evaluation epoch over the validation set.",
+    "test": "Run one evaluation epoch over the test set.",
+    "predict": "Run inference, e.g. write cell embeddings with the EmbeddingWriter callback.",
+    "preprocess": "Write normalization statistics into an HCS OME-Zarr plate.",
+    "export": "Export a model's checkpoint to ONNX.",
+    "precompute": "Save normalized float16 image stacks of selected channels.",
+    "convert_to_anndata": "Convert legacy xarray embeddings to an AnnData zarr store.",
+}
+"""Every subcommand, in the order of ``viscy --help``, with its one-line description."""
 
 _MODEL_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "convert_to_anndata"})
 _DATA_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "export", "convert_to_anndata"})
-_CHECKPOINT_HPARAMS_SUBCOMMANDS = frozenset({"fit"})
+_CONFIG_OPTIONS = frozenset({"-c", "--config"})
+"""The options before the subcommand that take a value (LightningCLI's config files)."""
+_HELP_OPTIONS = frozenset({"-h", "--help"})
 
-_OPTIONAL_LOGGER_MODULES = {
-    "WandbLogger": ("wandb", "pip install 'viscy-utils[wandb]'"),
-    "MLFlowLogger": ("mlflow", "pip install mlflow"),
-    "CometLogger": ("comet_ml", "pip install comet-ml"),
-    "NeptuneLogger": ("neptune", "pip install neptune"),
-}
-"""Loggers whose backend is an optional package: class name -> (module, install command)."""
+_OWN_PACKAGES = ("viscy_utils", "viscy_data", "viscy_transforms", "viscy_models", "dynaclr")
+"""Packages whose loggers follow ``VISCY_LOG_LEVEL`` and whose input errors are reported in one line."""
 
-_logger = logging.getLogger(__name__)
+_INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)
+"""Errors that VisCy's validation raises for a bad argument or path."""
+
+_LIGHTNING_TIP = r"💡 Tip: .*\[lit(logger|models)\]"
+"""Lightning's advertisements for its cloud packages, logged at INFO by every run."""
+
+_UNACTIONABLE_WARNINGS = (
+    # torch deprecated LeafSpec, which Lightning's own pytree helper still builds
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\."),
+    # run_cli(args) never mixes its args with sys.argv, which is what Lightning warns about
+    (r"LightningCLI's args parameter is intended to run from within Python", UserWarning, r"lightning\."),
+)
+"""Third-party warnings about how the libraries call each other: (message regex, category, module regex)."""
 
 
-def _configure_logging() -> None:
-    """Set the log level of Lightning and VisCy from ``VISCY_LOG_LEVEL``."""
+class ConfigError(ValueError):
+    """A class named in the configuration could not be instantiated.
+
+    Parameters
+    ----------
+    error : Exception
+        What instantiation raised: usually jsonargparse's error, which wraps the error that
+        the class itself raised.
+
+    Attributes
+    ----------
+    cause : BaseException
+        The error the class raised (``error`` unwrapped from jsonargparse's errors).
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        self.cause = _unwrap_parser_errors(error)
+        super().__init__(_one_line(self.cause))
+
+
+def _innermost_module(error: BaseException) -> str:
+    """Name of the module whose code raised ``error`` (its innermost traceback frame)."""
+    traceback = error.__traceback__
+    if traceback is None:
+        return ""
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return str(traceback.tb_frame.f_globals.get("__name__", ""))
+
+
+def _raised_by(error: BaseException, packages: Sequence[str]) -> bool:
+    """Whether ``error`` was raised by code of one of ``packages``."""
+    return _innermost_module(error).split(".", 1)[0] in packages
+
+
+def _unwrap_parser_errors(error: BaseException) -> BaseException:
+    """Follow the explicit causes of errors that jsonargparse raised, down to the user's class's error."""
+    while error.__cause__ is not None and _raised_by(error, ("jsonargparse",)):
+        error = error.__cause__
+    return error
+
+
+def _one_line(error: BaseException) -> str:
+    """``"ValueError: message"``, as the last line of a traceback reads."""
+    return f"{type(error).__name__}: {error}"
+
+
+def _log_level() -> str:
+    """Return the log level named by ``VISCY_LOG_LEVEL`` (default ``INFO``), validated."""
     level_name = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     valid = ["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"]
     if level_name not in valid:
         raise ValueError(f"{LOG_LEVEL_ENV}={level_name!r} is not a log level; valid levels: {valid}.")
+    return level_name
+
+
+def _configure_logging(level_name: str) -> None:
+    """Set the log level of Lightning and VisCy, after Lightning has set up its own handlers."""
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("lightning.pytorch", "viscy_utils", "viscy_data", "dynaclr"):
+    for name in ("lightning.pytorch", "lightning.fabric", *_OWN_PACKAGES):
         logging.getLogger(name).setLevel(level_name)
 
 
-def _drop_unavailable_loggers(logger_config: Any) -> Any:
-    """Remove loggers whose optional backend is not installed, warning for each one."""
-    configs = logger_config if isinstance(logger_config, list) else [logger_config]
-    kept = []
-    for config in configs:
-        class_path = config.get("class_path", "") if isinstance(config, dict | Namespace) else ""
-        requirement = _OPTIONAL_LOGGER_MODULES.get(str(class_path).rsplit(".", 1)[-1])
-        if requirement is not None and importlib.util.find_spec(requirement[0]) is None:
-            _logger.warning(
-                "%s needs the %r package, which is not installed (%s); using the default TensorBoard logger instead.",
-                class_path,
-                requirement[0],
-                requirement[1],
-            )
-            continue
-        kept.append(config)
-    if not isinstance(logger_config, list):
-        return kept[0] if kept else None
-    return kept or None
+def _config_subcommand(config_files: Sequence[str]) -> str | None:
+    """Return the ``subcommand`` key of the last top-level config file that sets one."""
+    for path in reversed(config_files):
+        if Path(path).is_file():
+            config = yaml.safe_load(Path(path).read_text())
+            if isinstance(config, dict) and isinstance(config.get("subcommand"), str):
+                return config["subcommand"]
+    return None
 
 
-class VisCyCLI(LightningCLI):
-    """Lightning CLI with VisCy's subcommands, logging setup and safe defaults.
+def _subcommand(args: Sequence[str], read_configs: bool = True) -> str | None:
+    """Return the subcommand that ``args`` run, as the parser sees it.
 
-    - ``preprocess``, ``export``, ``precompute`` and ``convert_to_anndata`` run the
-      :class:`~viscy_utils.trainer.VisCyTrainer` methods of the same name.
-    - Without a configured logger, runs log to TensorBoard under
-      ``<default_root_dir>/lightning_logs/<YYYYmmdd-HHMMSS>``; a configured logger whose
-      optional backend (e.g. wandb) is missing is replaced by that default with a warning.
-    - Re-running into an existing log directory overwrites the saved ``config.yaml``.
-    - A checkpoint's hyperparameters override the model config only for ``fit``;
-      ``predict``/``test``/``validate``/``export`` keep the model as configured.
-    - ``VISCY_LOG_LEVEL`` sets the log level (default ``INFO``).
+    That is the first argument that is not an option or the value of ``-c``/``--config``
+    (the options LightningCLI accepts before the subcommand); without one, the
+    ``subcommand`` key of those config files when ``read_configs``.
     """
+    config_files = []
+    tokens = iter(args)
+    for token in tokens:
+        if token in _CONFIG_OPTIONS:
+            config_files.append(next(tokens, ""))
+        elif token.startswith("--config="):
+            config_files.append(token.partition("=")[2])
+        elif not token.startswith("-"):
+            return token
+    return _config_subcommand(config_files) if read_configs else None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        super().__init__(*args, **kwargs)
 
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        """Lightning's subcommands plus VisCy's, with the arguments the CLI fills in itself."""
-        subcommands = LightningCLI.subcommands()
-        subcommands.update({name: {"model", "datamodule"} for name in VISCY_SUBCOMMANDS})
-        return subcommands
+def _wants_top_level_help(args: Sequence[str]) -> bool:
+    """Whether ``args`` ask for ``viscy --help`` (or are empty)."""
+    return not args or (_subcommand(args, read_configs=False) is None and bool(_HELP_OPTIONS & set(args)))
 
-    def _parse_ckpt_path(self) -> None:
-        """Merge checkpoint hyperparameters into the model config for ``fit`` only.
 
-        A checkpoint whose hyperparameters cannot be parsed (Lightning issue #21255) is
-        used for its weights alone, with a warning, instead of aborting.
-        """
-        if self.config.get("subcommand") not in _CHECKPOINT_HPARAMS_SUBCOMMANDS:
-            return
-        try:
-            super()._parse_ckpt_path()
-        except SystemExit:
-            _logger.warning("Could not parse the checkpoint's hyperparameters; keeping the configured model.")
+def _top_level_help(prog: str = "viscy") -> str:
+    """Return the top-level help of the command, from :data:`SUBCOMMAND_HELP` (imports nothing heavy)."""
+    width = max(map(len, SUBCOMMAND_HELP)) + 4
+    subcommands = "\n".join(f"  {name:<{width}}{text}" for name, text in SUBCOMMAND_HELP.items())
+    return (
+        f"usage: {prog} [-h] [-c CONFIG] SUBCOMMAND ...\n\n"
+        f"{DESCRIPTION}\n\n"
+        f"subcommands:\n{subcommands}\n\n"
+        "options:\n"
+        f"  {'-h, --help':<{width}}Show this help message and exit.\n"
+        f"  {'-c, --config CONFIG':<{width}}Configuration file (YAML) with a section per subcommand.\n\n"
+        f"Run `{prog} SUBCOMMAND --help` for the options of a subcommand, e.g. `{prog} fit --help`.\n"
+        f"{LOG_LEVEL_ENV} sets the log level (default INFO; DEBUG also shows the traceback of errors).\n"
+    )
 
-    def before_instantiate_classes(self) -> None:
-        """Replace configured loggers whose optional backend is missing."""
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        trainer_config = config.get("trainer")
-        if trainer_config is not None and trainer_config.get("logger") not in (None, True, False):
-            trainer_config["logger"] = _drop_unavailable_loggers(trainer_config["logger"])
 
-    def instantiate_trainer(self, **kwargs: Any) -> VisCyTrainer:
-        """Instantiate the trainer, adding the default TensorBoard logger when none is configured."""
-        trainer_config = self._get(self.config_init, "trainer", default={})
-        if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
-            save_dir = trainer_config.get("default_root_dir") or os.getcwd()
-            kwargs["logger"] = TensorBoardLogger(
-                save_dir=save_dir, version=datetime.now().strftime("%Y%m%d-%H%M%S"), log_graph=False
-            )
-        return super().instantiate_trainer(**kwargs)
+class _DropRecords(logging.Filter):
+    """Drops log records whose message matches a regular expression."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the records that do not match."""
+        return re.match(self.pattern, record.getMessage()) is None
+
+
+@contextlib.contextmanager
+def _third_party_noise_silenced() -> Iterator[None]:
+    """Hide third-party tips and warnings that no user of the command can act on, for one run."""
+    tips = _DropRecords(_LIGHTNING_TIP)
+    rank_zero_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero_logger.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            for message, category, module in _UNACTIONABLE_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category, module=module)
+            yield
+    finally:
+        rank_zero_logger.removeFilter(tips)
 
 
 def run_cli(args: Sequence[str] | None = None) -> VisCyCLI:
     """Parse ``args`` (``sys.argv[1:]`` when None), run the chosen subcommand and return the CLI.
 
+    Errors propagate: :class:`ConfigError` when a configured class fails to instantiate,
+    ``SystemExit`` when the arguments do not parse. :func:`main` reports them instead.
+
     Parameters
     ----------
     args : sequence of str, optional
-        Command-line arguments.
+        Command-line arguments, e.g. ``["fit", "-c", "fit.yml"]``.
 
     Returns
     -------
     VisCyCLI
         The CLI after the run, with its ``trainer``, ``model`` and ``datamodule``.
+
+    Raises
+    ------
+    ValueError
+        If ``VISCY_LOG_LEVEL`` is not a log level.
+    ConfigError
+        If a class named in the configuration fails to instantiate.
     """
-    _configure_logging()
-    torch.set_float32_matmul_precision("high")
-    tokens = set(sys.argv[1:] if args is None else args)
-    require_model = not tokens & _MODEL_FREE_SUBCOMMANDS
-    require_data = not tokens & _DATA_FREE_SUBCOMMANDS
-    return VisCyCLI(
-        model_class=LightningModule,
-        datamodule_class=LightningDataModule if require_data else None,
-        trainer_class=VisCyTrainer,
-        seed_everything_default=42,
-        subclass_mode_model=require_model,
-        subclass_mode_data=require_data,
-        args=None if args is None else list(args),
-        parser_kwargs={"description": "Computer vision models for single-cell phenotyping."},
-    )
+    level_name = _log_level()
+    subcommand = _subcommand(sys.argv[1:] if args is None else args)
+    with _third_party_noise_silenced():
+        import torch
+        from lightning.pytorch import LightningDataModule, LightningModule
+
+        from viscy_utils.lightning_cli import VisCyCLI
+        from viscy_utils.trainer import VisCyTrainer
+
+        # Lightning gives its loggers their own handlers when the root logger has none yet
+        _configure_logging(level_name)
+        torch.set_float32_matmul_precision("high")
+        require_model = subcommand not in _MODEL_FREE_SUBCOMMANDS
+        require_data = subcommand not in _DATA_FREE_SUBCOMMANDS
+        return VisCyCLI(
+            model_class=LightningModule,
+            datamodule_class=LightningDataModule if require_data else None,
+            trainer_class=VisCyTrainer,
+            seed_everything_default=42,
+            subclass_mode_model=require_model,
+            subclass_mode_data=require_data,
+            args=None if args is None else list(args),
+            parser_kwargs={"description": DESCRIPTION},
+        )
 
 
-def main() -> None:
-    """Run the ``viscy`` command line on ``sys.argv``."""
-    run_cli()
+def _reportable_cause(error: Exception) -> BaseException | None:
+    """Return the error to report in one line, or None when its traceback is needed.
+
+    Configuration errors are always reportable; while a subcommand runs, so are input errors
+    (bad values, missing or existing paths) that VisCy's own validation raised.
+    """
+    if isinstance(error, ConfigError):
+        return error.cause
+    if isinstance(error, _INPUT_ERRORS) and _raised_by(error, _OWN_PACKAGES):
+        return error
+    return None
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Run the ``viscy`` command line, reporting configuration and input errors in one line.
+
+    ``viscy``, ``viscy -h`` and ``viscy --help`` list the subcommands of
+    :data:`SUBCOMMAND_HELP` without importing torch. Any other ``args`` go to
+    :func:`run_cli`. When a configured class fails to instantiate, or a subcommand fails on
+    a bad input that VisCy validates, the last line of stderr is the cause
+    (``ValueError: ...``) and the exit status is 1; with ``VISCY_LOG_LEVEL=DEBUG`` the error
+    is raised with its traceback instead. Other errors keep their traceback.
+
+    Parameters
+    ----------
+    args : sequence of str, optional
+        Command-line arguments, e.g. ``["fit", "-c", "fit.yml"]``; ``sys.argv[1:]`` when None.
+    """
+    if _wants_top_level_help(sys.argv[1:] if args is None else args):
+        print(_top_level_help(), end="")
+        return
+    try:
+        run_cli(args)
+    except Exception as error:
+        cause = _reportable_cause(error)
+        if cause is None or os.environ.get(LOG_LEVEL_ENV, "").upper() == "DEBUG":
+            raise
+        stage = "instantiating the configured classes" if isinstance(error, ConfigError) else "running the command"
+        print(f"Error while {stage} (set {LOG_LEVEL_ENV}=DEBUG to see the traceback):", file=sys.stderr)
+        print(_one_line(cause), file=sys.stderr)
+        sys.exit(1)
+
+
+def __getattr__(name: str) -> Any:
+    """Import :class:`VisCyCLI` (and with it torch and Lightning) on first use."""
+    if name == "VisCyCLI":
+        from viscy_utils.lightning_cli import VisCyCLI
+
+        return VisCyCLI
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m viscy_utils.cli` runs this file as `__main__`: run the imported module, whose
+    # ConfigError is the one VisCyCLI raises
+    from viscy_utils.cli import main as _main
+
+    _main()
