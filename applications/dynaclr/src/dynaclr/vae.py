@@ -18,6 +18,8 @@ from viscy_utils.log_images import detach_sample
 
 __all__ = [
     "BETA_SCHEDULES",
+    "LOGVAR_RANGE",
+    "MIN_BETA",
     "BetaSchedule",
     "BetaVaeModule",
     "VaeOutput",
