@@ -1,3 +1,4 @@
+import re
 import tempfile
 
 import imageio.v3 as iio
@@ -243,12 +244,28 @@ def test_bad_channel_lists_plate_channels(synthetic_plate):
         _module(synthetic_plate, target_channel="RFP")
 
 
-def test_z_window_past_the_stack(synthetic_plate):
-    with pytest.raises(ValueError, match="z_window_size 6 must be between 1 and the 5 Z slices"):
-        _module(synthetic_plate, z_window_size=6)
+@pytest.mark.parametrize("z_window_size", [6, 0])
+def test_z_window_past_the_stack(synthetic_plate, z_window_size):
+    expected = (
+        f"z_window_size {z_window_size} does not fit the 5 Z slices of {synthetic_plate.store_path}; "
+        "use 1 <= z_window_size <= 5."
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        _module(synthetic_plate, z_window_size=z_window_size)
     with open_ome_zarr(synthetic_plate.store_path) as plate:
-        with pytest.raises(IndexError, match=r"Z window size 6 is larger than the number of Z slices \(5\)"):
+        with pytest.raises(IndexError, match=re.escape("z_window_size 6 is larger than the 5 Z slices of FOV A/1/0")):
             SlidingWindowDataset([plate["A/1/0"]], {"source": ["Phase3D"]}, z_window_size=6)
+
+
+def test_z_scaling_past_the_stack_names_z_window_size_and_the_scale_range(synthetic_plate):
+    affine = RandAffined(keys=["Phase3D", "GFP"], prob=1.0, scale_range=((-0.2, 0.5), 0, 0))
+    dm = _module(synthetic_plate, z_window_size=4, augmentations=[affine])
+    expected = (
+        "z_window_size 4 grows to 6 Z slices for the Z scale range (-0.2, 0.5) of RandAffined, "
+        f"more than the 5 Z slices of {synthetic_plate.store_path}"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        dm.setup("fit")
 
 
 def test_missing_store_and_unknown_stage(synthetic_plate, tmp_path):

@@ -316,10 +316,27 @@ def test_missing_column_lists_columns_found(tracking_plate, tmp_path):
 def test_bad_channel_and_z_range(tracking_plate):
     with pytest.raises(ValueError, match=r"\['DAPI'\] not found; the data has channels \['Phase3D', 'GFP'\]"):
         _module(tracking_plate, source_channel=["Phase3D", "DAPI"])
-    with pytest.raises(ValueError, match=r"z_range \(2, 9\) .* does not fit the 7 Z slices"):
-        _module(tracking_plate, z_range=(2, 9))
-    with pytest.raises(ValueError, match="outside the 7 Z slices"):
+    with pytest.raises(ValueError, match=re.escape("z_range (0, 8) does not fit the 7 Z slices of FOV A/1/0; use")):
         _dataset(tracking_plate, z_range=slice(0, 8))
+
+
+@pytest.mark.parametrize("z_range", [[1, 9], (2, 9), (0, 8), (-1, 3), (4, 4), (5, 2)])
+def test_z_range_error_names_z_range_and_the_valid_range(tracking_plate, z_range):
+    """The reference blamed z_window_size, which the user did not set, for z_range [1, 9] on 7 slices."""
+    expected = (
+        f"z_range {tuple(z_range)} does not fit the 7 Z slices of {tracking_plate.store_path}; "
+        "use [start, stop) with 0 <= start < stop <= 7."
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        _module(tracking_plate, z_range=z_range)
+
+
+def test_z_window_size_must_fit_z_range(tracking_plate):
+    with pytest.raises(
+        ValueError, match=re.escape("z_window_size 5 does not fit z_range (1, 4); use 1 <= z_window_size <= 3.")
+    ):
+        _module(tracking_plate, z_range=(1, 4), z_window_size=5)
+    assert _module(tracking_plate, z_range=(1, 4), z_window_size=2).z_window_size == 2
 
 
 def test_stores_keyed_by_store_path_and_fov(plate_factory):

@@ -103,8 +103,8 @@ class SlidingWindowDataset(Dataset):
             z_windows = image.slices - self.z_window_size + 1
             if z_windows < 1:
                 raise IndexError(
-                    f"Z window size {self.z_window_size} is larger than the number of Z slices "
-                    f"({image.slices}) of FOV {fov_name(position)}."
+                    f"z_window_size {self.z_window_size} is larger than the {image.slices} Z slices "
+                    f"of FOV {fov_name(position)}."
                 )
             total += image.frames * z_windows
             self.window_keys.append(total)
@@ -316,13 +316,19 @@ class HCSDataModule(LightningDataModule):
         self._check_inputs()
 
     def _check_inputs(self) -> None:
-        """Validate the data path and channels at construction."""
+        """Validate the data path, the channels and the Z window at construction."""
         self._store_shape = _validate_store_channels(
             self.data_path, self.source_channel + self.target_channel, self.array_key
         )
-        n_slices = self._store_shape[2]
+        self._check_z_window(self._store_shape[2])
+
+    def _check_z_window(self, n_slices: int) -> None:
+        """Fail, naming ``z_window_size`` and its valid range, unless it fits the ``n_slices`` of the store."""
         if not 1 <= self.z_window_size <= n_slices:
-            raise ValueError(f"z_window_size {self.z_window_size} must be between 1 and the {n_slices} Z slices.")
+            raise ValueError(
+                f"z_window_size {self.z_window_size} does not fit the {n_slices} Z slices of {self.data_path}; "
+                f"use 1 <= z_window_size <= {n_slices}."
+            )
 
     @property
     def cache_path(self) -> Path:
@@ -379,6 +385,13 @@ class HCSDataModule(LightningDataModule):
         if z_scale_high > 0:
             train_z_window = math.ceil(self.z_window_size * (1 + z_scale_high))
             train_z_window -= train_z_window % 2
+            n_slices = self._store_shape[2]
+            if train_z_window > n_slices:
+                raise ValueError(
+                    f"z_window_size {self.z_window_size} grows to {train_z_window} Z slices for the Z scale range "
+                    f"{self.train_z_scale_range} of RandAffined, more than the {n_slices} Z slices of "
+                    f"{self.data_path}; lower z_window_size or the Z scale_range."
+                )
             _logger.info("Training Z window expanded to %d slices for Z scaling.", train_z_window)
         self.train_dataset = SlidingWindowDataset(
             train_positions, transform=train_transform, **{**dataset_settings, "z_window_size": train_z_window}

@@ -160,7 +160,10 @@ class TripletDataset(Dataset):
             _require_columns(table.columns, TRACK_REQUIRED_COLUMNS, f"Tracks table of FOV {name}")
             n_frames, _, n_slices, height, width = position["0"].shape
             if z_stop is None or not 0 <= z_start < z_stop <= n_slices:
-                raise ValueError(f"z_range {self.z_range} is outside the {n_slices} Z slices of FOV {name}.")
+                raise ValueError(
+                    f"z_range {(z_start, z_stop)} does not fit the {n_slices} Z slices of FOV {name}; "
+                    f"use [start, stop) with 0 <= start < stop <= {n_slices}."
+                )
             inside_yx = (
                 table["y"].gt(half_y)
                 & table["y"].lt(height - half_y)
@@ -485,8 +488,7 @@ class TripletDataModule(HCSDataModule):
         if num_workers > 1:
             warnings.warn("Using more than 1 thread worker will likely degrade performance.", stacklevel=2)
         z_start, z_stop = z_range
-        if not 0 <= z_start < z_stop:
-            raise ValueError(f"z_range {tuple(z_range)} must be [start, stop) with 0 <= start < stop.")
+        self.z_range = slice(z_start, z_stop)  # validated against the stack by _check_z_window
         super().__init__(
             data_path=data_path,
             source_channel=source_channel,
@@ -505,7 +507,6 @@ class TripletDataModule(HCSDataModule):
             pin_memory=pin_memory,
             seed=seed,
         )
-        self.z_range = slice(z_start, z_stop)
         self.tracks_path = Path(tracks_path)
         self.initial_yx_patch_size = tuple(initial_yx_patch_size)
         self.final_yx_patch_size = tuple(final_yx_patch_size)
@@ -518,11 +519,6 @@ class TripletDataModule(HCSDataModule):
         self.time_interval = time_interval
         self.return_negative = return_negative
         self.cache_pool_bytes = cache_pool_bytes
-        n_slices = self._store_shape[2]
-        if z_stop > n_slices or self.z_window_size > z_stop - z_start:
-            raise ValueError(
-                f"z_range {tuple(z_range)} (z_window_size {self.z_window_size}) does not fit the {n_slices} Z slices."
-            )
         if not self.tracks_path.is_dir():
             raise NotADirectoryError(f"tracks_path {self.tracks_path} is not a directory.")
         if any(size < final for size, final in zip(self.initial_yx_patch_size, self.final_yx_patch_size, strict=True)):
@@ -535,6 +531,20 @@ class TripletDataModule(HCSDataModule):
         )
         self._augmentation_transform = Compose(self.normalizations + self.augmentations + [final_crop])
         self._no_augmentation_transform = Compose([*self.normalizations, final_crop])
+
+    def _check_z_window(self, n_slices: int) -> None:
+        """Fail, naming the argument and its valid range, unless ``z_range`` fits the stack and holds the window."""
+        start, stop = self.z_range.start, self.z_range.stop
+        if not 0 <= start < stop <= n_slices:
+            raise ValueError(
+                f"z_range {(start, stop)} does not fit the {n_slices} Z slices of {self.data_path}; "
+                f"use [start, stop) with 0 <= start < stop <= {n_slices}."
+            )
+        if not 1 <= self.z_window_size <= stop - start:
+            raise ValueError(
+                f"z_window_size {self.z_window_size} does not fit z_range {(start, stop)}; "
+                f"use 1 <= z_window_size <= {stop - start}."
+            )
 
     def _align_tracks_tables_with_positions(self, data_path: Path) -> tuple[list[Position], list[pd.DataFrame]]:
         """Return the selected positions and the tracks table of each."""
