@@ -91,7 +91,7 @@ def test_bad_annotation_columns_and_z(synthetic_plate, tmp_path):
     with open_ome_zarr(synthetic_plate.store_path) as plate:
         with pytest.raises(ValueError, match=r"missing column\(s\) \['infection_state'\]; columns found"):
             ClassificationDataset(plate, annotation, "GFP", (0, 2), None, (8, 8))
-        with pytest.raises(ValueError, match="outside the 5 Z slices"):
+        with pytest.raises(ValueError, match=r"z_range \(2, 7\) does not fit the 5 Z slices of the plate; use \[start"):
             ClassificationDataset(plate, synthetic_plate.read_annotations(), "GFP", (2, 7), None, (8, 8))
     csv = tmp_path / "a.csv"
     pd.DataFrame({"fov_name": ["A/1/0"], "t": [0]}).to_csv(csv, index=False)

@@ -128,6 +128,15 @@ def _loader_kwargs(
     return kwargs
 
 
+def _check_z_range(start: int | None, stop: int | None, n_slices: int, where: str) -> None:
+    """Fail, naming ``z_range`` and its valid range, unless ``[start, stop)`` fits the ``n_slices`` of ``where``."""
+    if start is None or stop is None or not 0 <= start < stop <= n_slices:
+        raise ValueError(
+            f"z_range {(start, stop)} does not fit the {n_slices} Z slices of {where}; "
+            f"use [start, stop) with 0 <= start < stop <= {n_slices}."
+        )
+
+
 def _require_columns(columns: Iterable[Hashable], required: Iterable[str], what: str) -> None:
     """Fail naming the missing columns and the columns found."""
     found = list(columns)

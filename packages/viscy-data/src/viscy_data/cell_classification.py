@@ -24,7 +24,7 @@ from viscy_data._typing import (
     LABEL_INFECTION_STATE,
     AnnotationColumns,
 )
-from viscy_data._utils import _channel_indices, _loader_kwargs, _require_columns
+from viscy_data._utils import _channel_indices, _check_z_range, _loader_kwargs, _require_columns
 from viscy_data.normalization import read_norm_meta
 from viscy_data.ome_compat import fov_name, open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
@@ -100,8 +100,7 @@ class ClassificationDataset(Dataset):
         _require_columns(annotation.columns, dict.fromkeys(required), "Annotation table")
         positions = dict(plate.positions())
         _, _, n_slices, height, width = next(iter(positions.values()))["0"].shape
-        if not 0 <= self.z_range[0] < self.z_range[1] <= n_slices:
-            raise ValueError(f"z_range {self.z_range} is outside the {n_slices} Z slices of the plate.")
+        _check_z_range(*self.z_range, n_slices, "the plate")
         half_y, half_x = self.initial_yx_patch_size[0] // 2, self.initial_yx_patch_size[1] // 2
         fovs = annotation["fov_name"].astype(str).str.strip("/")
         unknown = sorted(set(fovs) - set(positions))

@@ -28,6 +28,7 @@ from viscy_data._typing import INDEX_COLUMNS, DictTransform, NormMeta, TripletSa
 from viscy_data._utils import (
     BatchedCenterSpatialCropd,
     _channel_indices,
+    _check_z_range,
     _loader_kwargs,
     _require_columns,
     _transform_channel_wise,
@@ -159,11 +160,7 @@ class TripletDataset(Dataset):
             name = fov_name(position)
             _require_columns(table.columns, TRACK_REQUIRED_COLUMNS, f"Tracks table of FOV {name}")
             n_frames, _, n_slices, height, width = position["0"].shape
-            if z_stop is None or not 0 <= z_start < z_stop <= n_slices:
-                raise ValueError(
-                    f"z_range {(z_start, z_stop)} does not fit the {n_slices} Z slices of FOV {name}; "
-                    f"use [start, stop) with 0 <= start < stop <= {n_slices}."
-                )
+            _check_z_range(z_start, z_stop, n_slices, f"FOV {name}")
             inside_yx = (
                 table["y"].gt(half_y)
                 & table["y"].lt(height - half_y)
@@ -535,11 +532,7 @@ class TripletDataModule(HCSDataModule):
     def _check_z_window(self, n_slices: int) -> None:
         """Fail, naming the argument and its valid range, unless ``z_range`` fits the stack and holds the window."""
         start, stop = self.z_range.start, self.z_range.stop
-        if not 0 <= start < stop <= n_slices:
-            raise ValueError(
-                f"z_range {(start, stop)} does not fit the {n_slices} Z slices of {self.data_path}; "
-                f"use [start, stop) with 0 <= start < stop <= {n_slices}."
-            )
+        _check_z_range(start, stop, n_slices, str(self.data_path))
         if not 1 <= self.z_window_size <= stop - start:
             raise ValueError(
                 f"z_window_size {self.z_window_size} does not fit z_range {(start, stop)}; "
