@@ -123,3 +123,17 @@ def test_process_worker_options_and_iterable_datasets_are_refused():
 
     with pytest.raises(TypeError, match="map-style"):
         ThreadedDataLoader(Stream())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pin_memory_pins_every_tensor_of_the_batch():
+    def collate(batch):
+        return {"square": batch["square"], "nested": [batch["square"] + 1, ("kept", batch["square"] * 2)]}
+
+    loader = ThreadedDataLoader(BatchedSquares(6), batch_size=3, num_workers=2, pin_memory=True, collate_fn=collate)
+    for batch in loader:
+        assert batch["square"].is_pinned()
+        assert batch["nested"][0].is_pinned()
+        assert batch["nested"][1][0] == "kept"
+        assert batch["nested"][1][1].is_pinned()
