@@ -1,8 +1,11 @@
-"""``ContrastiveModule``: self-supervised contrastive training of a cell-patch encoder."""
+"""``ContrastiveModule``: self-supervised contrastive training of a cell-patch encoder.
+
+``BetaVaeModule`` (defined in :mod:`dynaclr.vae`) is also importable from here, the path that
+existing configs name (``class_path: dynaclr.engine.BetaVaeModule``).
+"""
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,14 +16,13 @@ from lightning.pytorch import LightningModule
 from pytorch_metric_learning.losses import NTXentLoss
 from torch import Tensor, nn
 
-from dynaclr._image_logging import log_sample_grid
+from dynaclr._image_logging import log_epoch_samples
 from dynaclr._optim import SCHEDULES, Schedule, configure_adamw
+from dynaclr.vae import BetaVaeModule
 from viscy_data import TrackingIndex
 from viscy_utils.log_images import detach_sample
 
-__all__ = ["ContrastiveModule", "ContrastivePrediction"]
-
-_logger = logging.getLogger(__name__)
+__all__ = ["BetaVaeModule", "ContrastiveModule", "ContrastivePrediction"]
 
 
 class ContrastivePrediction(TypedDict):
@@ -258,18 +260,13 @@ class ContrastiveModule(LightningModule):
             metrics.update(in_batch_negative_metrics(anchor, positive, stage))
         self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
 
-    def _log_samples(self, key: str, outputs: list[list[Any]]) -> None:
-        if outputs and self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            log_sample_grid(self.loggers, key, outputs, self.current_epoch)
-        outputs.clear()
-
     def on_train_epoch_end(self) -> None:
         """Log the kept training samples as an image grid."""
-        self._log_samples("train_samples", self.training_step_outputs)
+        log_epoch_samples(self, "train_samples", self.training_step_outputs)
 
     def on_validation_epoch_end(self) -> None:
         """Log the kept validation samples as an image grid (not those of the sanity check)."""
-        self._log_samples("val_samples", self.validation_step_outputs)
+        log_epoch_samples(self, "val_samples", self.validation_step_outputs)
 
     def configure_optimizers(self) -> Any:
         """AdamW, with the configured learning-rate schedule."""

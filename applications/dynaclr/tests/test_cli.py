@@ -1,0 +1,65 @@
+"""The ``dynaclr`` command: a light package root, and Lightning's subcommands handed to the viscy CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import dynaclr
+from dynaclr.cli import COMMANDS, LIGHTNING_SUBCOMMANDS
+from viscy_utils.testing.fixtures import run_command
+
+from .conftest import CONFIGS
+
+
+def test_importing_the_package_root_does_not_import_torch():
+    code = "import sys, dynaclr; print('torch' in sys.modules, dynaclr.__all__[0])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "ContrastiveModule"]
+
+
+def test_package_root_exports_resolve_to_their_modules():
+    from dynaclr.engine import ContrastiveModule
+    from dynaclr.multi_modal import JointContrastiveModule
+
+    assert dynaclr.ContrastiveModule is ContrastiveModule
+    assert dynaclr.MultiModalContrastiveModule is JointContrastiveModule
+    assert set(dynaclr.__all__) <= set(dir(dynaclr))
+    with pytest.raises(AttributeError, match="has no attribute 'Missing'"):
+        _ = dynaclr.Missing
+
+
+def test_every_command_is_listed_in_order():
+    from click.testing import CliRunner
+
+    from dynaclr.cli import dynaclr as group
+
+    result = CliRunner().invoke(group, ["--help"])
+    assert result.exit_code == 0
+    lines = result.output.split("Commands:")[1].splitlines()
+    listed = [line.split()[0] for line in lines if line.startswith("  ") and not line.startswith("   ")]
+    assert listed == [*LIGHTNING_SUBCOMMANDS, *COMMANDS]
+
+
+def test_fit_help_is_the_lightning_cli_help():
+    result = run_command("dynaclr.cli", "fit", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--trainer.max_epochs" in result.stdout
+    assert "--model" in result.stdout
+    assert "--ckpt_path" in result.stdout
+
+
+def test_lightning_flags_pass_through_unchanged(example_workdir, dynaclr, capsys):
+    dynaclr(
+        "fit",
+        "-c",
+        str(CONFIGS / "fit.yml"),
+        "--trainer.max_epochs=7",
+        "--model.init_args.lr=0.5",
+        "--print_config",
+    )
+    printed = capsys.readouterr().out
+    assert "max_epochs: 7" in printed
+    assert "lr: 0.5" in printed
