@@ -111,6 +111,27 @@ def test_stopping_early_leaves_no_reading_thread():
         time.sleep(0.05)
 
 
+def test_lightning_prediction_writers_get_the_indices_of_each_batch():
+    """Lightning wraps the batch sampler in an iterator that restarts when iter() is called on it again."""
+    from lightning.pytorch import LightningModule, Trainer
+    from lightning.pytorch.callbacks import BasePredictionWriter
+
+    written = []
+
+    class Writer(BasePredictionWriter):
+        def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+            written.append((batch_indices, prediction.tolist()))
+
+    class Identity(LightningModule):
+        def predict_step(self, batch, batch_idx):
+            return batch
+
+    loader = ThreadedDataLoader(Squares(10), batch_size=4, num_workers=2)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[Writer("batch")])
+    trainer.predict(Identity(), dataloaders=loader, return_predictions=False)
+    assert written == [([0, 1, 2, 3], [0, 1, 4, 9]), ([4, 5, 6, 7], [16, 25, 36, 49]), ([8, 9], [64, 81])]
+
+
 def test_process_worker_options_and_iterable_datasets_are_refused():
     with pytest.raises(ValueError, match="worker_init_fn does not apply"):
         ThreadedDataLoader(Squares(), num_workers=2, worker_init_fn=print)

@@ -10,7 +10,6 @@ its original traceback, when that batch is due.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +36,21 @@ def _pin(batch: Any) -> Any:
     if isinstance(batch, list | tuple):
         return type(batch)(_pin(value) for value in batch)
     return batch
+
+
+def _take(batches: Iterator[Any], n: int) -> list[Any]:
+    """Return the next ``n`` (or fewer, at the end) items of ``batches``.
+
+    Calls ``next`` only: ``itertools.islice`` calls ``iter`` again, which restarts batch
+    samplers that are their own iterator (Lightning's prediction index wrapper).
+    """
+    taken = []
+    for _ in range(n):
+        try:
+            taken.append(next(batches))
+        except StopIteration:
+            break
+    return taken
 
 
 class ThreadedDataLoader(DataLoader):
@@ -120,11 +134,11 @@ class ThreadedDataLoader(DataLoader):
         pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix=type(self).__name__)
         pending: deque[Future] = deque()
         try:
-            for indices in itertools.islice(batches, read_ahead):
+            for indices in _take(batches, read_ahead):
                 pending.append(pool.submit(self._read, indices))
             while pending:
                 batch = pending.popleft().result(timeout=timeout)
-                for indices in itertools.islice(batches, 1):
+                for indices in _take(batches, 1):
                     pending.append(pool.submit(self._read, indices))
                 yield _pin(batch) if pin else batch
         finally:
