@@ -404,6 +404,9 @@ def test_precompute_accepts_single_channel_and_well_names(tmp_path, synthetic_pl
     assert stack.shape[:3] == (1, 4, 1)  # one FOV, four time points, one channel
 
 
+TYPO_CAUSE = "ValueError: Channel(s) ['GPF'] not found; the data has channels ['Phase3D', 'GFP']."
+
+
 def _channel_typo_config(tmp_path: Path, plate_path: Path) -> Path:
     return _write(
         tmp_path / "fit.yml",
@@ -426,20 +429,25 @@ def _channel_typo_config(tmp_path: Path, plate_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_config_error_shows_the_cause_as_the_last_line(tmp_path, synthetic_plate, run_viscy, monkeypatch):
+def test_config_error_shows_the_cause_as_the_last_line(tmp_path, synthetic_plate, run_viscy):
     # regression: a misspelt channel printed a traceback and a union error ending in a Namespace dump
     config = _channel_typo_config(tmp_path, synthetic_plate.store_path)
     result = run_viscy("fit", "-c", str(config), cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "Namespace(" not in result.stderr
-    cause = "ValueError: Channel(s) ['GPF'] not found; the data has channels ['Phase3D', 'GFP']."
-    assert result.stderr.strip().splitlines()[-1] == cause
+    assert result.stderr.strip().splitlines()[-1] == TYPO_CAUSE
+
+
+def test_config_error_keeps_its_traceback_at_debug_level(tmp_path, synthetic_plate, monkeypatch):
+    from viscy_utils.cli import ConfigError, main
+
     monkeypatch.setenv(LOG_LEVEL_ENV, "DEBUG")
-    result = run_viscy("fit", "-c", str(config), cwd=tmp_path)
-    assert result.returncode != 0
-    assert "Traceback" in result.stderr
-    assert "Channel(s) ['GPF'] not found" in result.stderr
+    config = _channel_typo_config(tmp_path, synthetic_plate.store_path)
+    with pytest.raises(ConfigError) as error_info:  # uncaught: Python prints the whole traceback
+        main(["fit", "-c", str(config)])
+    assert str(error_info.value) == TYPO_CAUSE
+    assert error_info.value.cause.__traceback__ is not None
 
 
 def test_input_error_while_running_shows_the_cause_as_the_last_line(synthetic_plate, monkeypatch, capsys, recwarn):
