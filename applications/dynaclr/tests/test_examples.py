@@ -1,7 +1,7 @@
 """The scripts of applications/dynaclr/examples, run for real on synthetic plates.
 
 The examples are scripts, not a package: each is loaded from its path (``_load_example``) and
-run through its ``main(argv)``.
+run through its ``main(argv)``, or as a whole with :mod:`runpy` (the quickstart notebook).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import base64
 import importlib.util
 import os
 import re
+import runpy
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -514,6 +516,44 @@ def test_embedding_explorer_plots_one_point_per_cell(example_embeddings, example
     assert script.main([*arguments, "--fov", fovs[0]]) == 0  # returns: --no-server does not serve
     n_cells = int((annotations["fov_name"] == fovs[0]).sum())
     assert f"{n_cells} cells of 1 FOVs, {n_cells} with thumbnails, {n_cells} points" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# quickstart.py
+
+
+def test_quickstart_trains_embeds_and_classifies(tmp_path, monkeypatch, capsys):
+    import anndata
+
+    output_dir = tmp_path / "quickstart"
+    script = str(EXAMPLES / "quickstart.py")
+    monkeypatch.setattr(sys, "argv", [script, "--output-dir", str(output_dir), "--max-epochs", "1"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the 2-core test machines are shared
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "Trained 1 epochs" in out
+    embeddings = anndata.read_zarr(output_dir / "embeddings.zarr")
+    annotations = pd.read_csv(output_dir / "annotations.csv")
+    assert f"{embeddings.n_obs} cells x 320 features" in out
+    assert embeddings.X.shape == (embeddings.n_obs, 320)  # convnext_atto features
+    assert embeddings.obsm["X_projections"].shape == (embeddings.n_obs, 32)
+    assert embeddings.obsm["X_pca"].shape == (embeddings.n_obs, 8)
+    assert 0.3 * len(annotations) < embeddings.n_obs <= len(annotations)  # cells whose patch fits in the image
+    keys = set(zip(annotations["fov_name"], annotations["id"], strict=True))
+    assert set(zip(embeddings.obs["fov_name"], embeddings.obs["id"], strict=True)) <= keys
+    accuracies = [float(value) for value in re.findall(r"accuracy (\d\.\d+)", out)]
+    assert len(accuracies) == 2
+    assert all(0.0 <= value <= 1.0 for value in accuracies)
+    assert (output_dir / "pca_infection_state.png").read_bytes().startswith(PNG_MAGIC)
+    checkpoint = torch.load(output_dir / "dynaclr_quickstart.ckpt", weights_only=False, map_location="cpu")
+    assert all(key.startswith("model.") for key in checkpoint["state_dict"])
+
+    with pytest.raises(SystemExit, match="Refusing to overwrite"):
+        runpy.run_path(script, run_name="__main__")
 
 
 # --------------------------------------------------------------------------------------------
