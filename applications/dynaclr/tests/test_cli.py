@@ -63,3 +63,22 @@ def test_lightning_flags_pass_through_unchanged(example_workdir, dynaclr, capsys
     printed = capsys.readouterr().out
     assert "max_epochs: 7" in printed
     assert "lr: 0.5" in printed
+
+
+def test_a_config_mistake_ends_in_one_line_naming_the_cause(example_workdir):
+    result = run_command(
+        "dynaclr.cli",
+        "fit",
+        "-c",
+        str(CONFIGS / "fit.yml"),
+        "-c",
+        str(CONFIGS / "fit_synthetic_cpu.yml"),
+        "--data.init_args.source_channel=[Phase3D, GPF]",
+        cwd=example_workdir,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "GPF" in last_line
+    assert "Phase3D" in last_line
+    assert "RFP" in last_line

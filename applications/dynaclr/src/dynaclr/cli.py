@@ -8,9 +8,10 @@ Usage::
     dynaclr --help                         # answers without importing torch
 
 ``fit``, ``validate``, ``test`` and ``predict`` hand their arguments to the ``viscy`` Lightning
-CLI (:func:`viscy_utils.cli.run_cli`). The other commands are registered by import path and
-imported only when they run or show their own help, so listing them stays fast and a command
-whose optional dependencies are missing says which extra to install.
+CLI (:func:`viscy_utils.cli.main`), which reports a configuration error as one line. The
+other commands are registered by import path and imported only when they run or show their
+own help, so listing them stays fast and a command whose optional dependencies are missing
+says which extra to install.
 """
 
 from __future__ import annotations
@@ -134,9 +135,9 @@ class _LightningCommand(click.Command):
         )
 
     def invoke(self, ctx: click.Context) -> None:
-        from viscy_utils.cli import run_cli
+        from viscy_utils.cli import main as viscy_main
 
-        run_cli([self.name, *ctx.params["args"]])
+        viscy_main([self.name, *ctx.params["args"]])
 
 
 class _DynaclrGroup(click.Group):
