@@ -524,3 +524,29 @@ def test_fit_does_not_print_third_party_tips(tmp_path, run_viscy, monkeypatch):
     assert "fast_dev_run" in result.stderr  # Lightning's own messages still show at INFO
     for noise in ("litlogger", "litmodels", "LeafSpec"):
         assert noise not in result.stderr
+
+
+def test_predict_without_a_logger_leaves_the_users_config_yaml_alone(tmp_path, monkeypatch, viscy):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("mine: true\n")
+    config = tmp_path / "predict.yml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            trainer:
+              accelerator: cpu
+              logger: false
+              callbacks:
+                - class_path: viscy_utils.callbacks.EmbeddingWriter
+                  init_args:
+                    output_path: {tmp_path / "emb.zarr"}
+            model:
+              class_path: viscy_utils.testing.TinyEmbedder
+            data:
+              class_path: viscy_utils.testing.IndexedCellsDataModule
+            """
+        )
+    )
+    viscy("predict", "-c", str(config))
+    assert (tmp_path / "emb.zarr").is_dir()
+    assert (tmp_path / "config.yaml").read_text() == "mine: true\n"

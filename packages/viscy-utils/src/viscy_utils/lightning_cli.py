@@ -12,13 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from viscy_utils.cli import SUBCOMMAND_HELP, VISCY_SUBCOMMANDS, ConfigError
 from viscy_utils.trainer import VisCyTrainer
 
-__all__ = ["VisCyCLI"]
+__all__ = ["LogDirConfigCallback", "VisCyCLI"]
 
 _CHECKPOINT_HPARAMS_SUBCOMMANDS = frozenset({"fit"})
 
@@ -54,6 +55,20 @@ def _drop_unavailable_loggers(logger_config: Any) -> Any:
     return kept or None
 
 
+class LogDirConfigCallback(SaveConfigCallback):
+    """Save the run's ``config.yaml`` into its logger's directory, and nowhere else.
+
+    A run without a logger (``logger: false``, usual for ``predict``) has no log directory of
+    its own: Lightning would write ``config.yaml`` into the working directory, replacing a
+    user's file of that name. Such runs save no config.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Save the config when the trainer has a logger."""
+        if trainer.logger is not None:
+            super().setup(trainer, pl_module, stage)
+
+
 class VisCyCLI(LightningCLI):
     """Lightning CLI with VisCy's subcommands, logging setup and safe defaults.
 
@@ -62,7 +77,8 @@ class VisCyCLI(LightningCLI):
     - Without a configured logger, runs log to TensorBoard under
       ``<default_root_dir>/lightning_logs/<YYYYmmdd-HHMMSS>``; a configured logger whose
       optional backend (e.g. wandb) is missing is replaced by that default with a warning.
-    - Re-running into an existing log directory overwrites the saved ``config.yaml``.
+    - Re-running into an existing log directory overwrites the saved ``config.yaml``; a run
+      without a logger saves none (see :class:`LogDirConfigCallback`).
     - A checkpoint's hyperparameters override the model config only for ``fit``;
       ``predict``/``test``/``validate``/``export`` keep the model as configured.
     - A configured class that fails to instantiate raises :class:`~viscy_utils.cli.ConfigError`
@@ -71,6 +87,7 @@ class VisCyCLI(LightningCLI):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", LogDirConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         parser_kwargs = dict(kwargs.get("parser_kwargs") or {})
         for name, description in SUBCOMMAND_HELP.items():
