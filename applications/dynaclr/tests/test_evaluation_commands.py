@@ -145,7 +145,9 @@ def test_train_refuses_to_replace_a_saved_pipeline(tmp_path: Path, embeddings: P
     saved = (tmp_path / "pipelines" / f"{PIPELINE}.joblib").read_bytes()
     result = invoke("train-linear-classifier", "-c", config)
     assert result.exit_code == 1
-    assert "Pipeline files exist" in result.output
+    assert "already saved" in result.output
+    assert "overwrite: true" in result.output
+    assert "Training" not in result.output
     assert "Traceback" not in result.output
     assert (tmp_path / "pipelines" / f"{PIPELINE}.joblib").read_bytes() == saved
 

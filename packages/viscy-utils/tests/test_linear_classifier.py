@@ -206,6 +206,11 @@ def test_train_and_predict_from_configs(tmp_path):
     assert metrics["val_accuracy"] > 0.95
     model_dir = tmp_path / "models"
     assert (model_dir / "linear-classifier-infection_state-phase_config.json").exists()
+    # regression: training again into the same output_dir failed only after training
+    settings = train_config.model_dump()
+    with pytest.raises(ValueError, match=r"already saved.*overwrite: true"):
+        LinearClassifierTrainConfig(**settings)
+    train_from_config(LinearClassifierTrainConfig(**{**settings, "overwrite": True}))
     inference = LinearClassifierInferenceConfig(
         pipeline_dir=model_dir, embeddings_path=tmp_path / "new.zarr", output_path=tmp_path / "out.zarr"
     )

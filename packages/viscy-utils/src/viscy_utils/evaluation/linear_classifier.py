@@ -586,7 +586,7 @@ def train_from_config(config: LinearClassifierTrainConfig) -> tuple[LinearClassi
     settings = config.model_dump(mode="json")
     pipeline.config.update(settings)
     if config.output_dir is not None:
-        save_pipeline(pipeline, config.output_dir, classifier_model_name(settings))
+        save_pipeline(pipeline, config.output_dir, classifier_model_name(settings), overwrite=config.overwrite)
     if config.wandb_project is not None:
         save_pipeline_to_wandb(
             pipeline, metrics, settings, config.wandb_project, config.wandb_entity, config.wandb_tags

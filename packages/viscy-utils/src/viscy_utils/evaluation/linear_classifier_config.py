@@ -45,6 +45,9 @@ class LinearClassifierTrainConfig(pydantic.BaseModel):
         Seed of the split and the classifier.
     output_dir : Path, optional
         Directory to save the pipeline to.
+    overwrite : bool
+        Replace a pipeline of the same name in ``output_dir``; without it, such a pipeline
+        is refused when the config is read, before any training.
     wandb_project, wandb_entity, wandb_tags
         W&B logging, used only when ``wandb_project`` is set.
     """
@@ -65,6 +68,7 @@ class LinearClassifierTrainConfig(pydantic.BaseModel):
     split_train_data: float = pydantic.Field(default=0.8, gt=0, le=1)
     random_seed: int = 42
     output_dir: Path | None = None
+    overwrite: bool = False
     wandb_project: str | None = pydantic.Field(default=None, min_length=1)
     wandb_entity: str | None = None
     wandb_tags: list[str] = pydantic.Field(default_factory=list)
@@ -81,6 +85,12 @@ class LinearClassifierTrainConfig(pydantic.BaseModel):
                     raise ValueError(f"train_datasets[{i}] needs {key!r}; keys given: {sorted(dataset)}.")
                 if not Path(dataset[key]).exists():
                     raise ValueError(f"train_datasets[{i}].{key} does not exist: {dataset[key]}.")
+        if self.output_dir is not None and not self.overwrite:
+            from viscy_utils.evaluation.linear_classifier import classifier_model_name
+
+            saved = self.output_dir / f"{classifier_model_name(self.model_dump())}.joblib"
+            if saved.exists():
+                raise ValueError(f"A pipeline is already saved as {saved}; set overwrite: true to replace it.")
         return self
 
 
