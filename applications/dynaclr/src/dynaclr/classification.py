@@ -15,6 +15,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score
 
 from dynaclr._image_logging import log_epoch_samples
+from dynaclr._loss_logging import log_loss
 from viscy_utils.callbacks.embedding_writer import index_to_dataframe
 from viscy_utils.log_images import detach_sample
 
@@ -93,15 +94,7 @@ class ClassificationModule(LightningModule):
         logits = self(x)
         loss = self.loss(logits, y)
         batch_size = x.shape[0]
-        self.log(
-            f"loss/{stage}",
-            loss.detach(),
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=batch_size,
-        )
+        log_loss(self, loss, stage, batch_size)
         metrics = self.train_metrics if stage == "train" else self.val_metrics
         metrics.update(torch.sigmoid(logits.detach()), y)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)

@@ -17,6 +17,7 @@ from pytorch_metric_learning.losses import NTXentLoss
 from torch import Tensor, nn
 
 from dynaclr._image_logging import log_epoch_samples
+from dynaclr._loss_logging import log_loss
 from dynaclr._optim import SCHEDULES, Schedule, configure_adamw
 from dynaclr.vae import BetaVaeModule
 from viscy_data import TrackingIndex
@@ -230,15 +231,7 @@ class ContrastiveModule(LightningModule):
     ) -> None:
         """Log the loss and similarity metrics of the projections, averaged over ranks."""
         batch_size = anchor.shape[0]
-        self.log(
-            f"loss/{stage}",
-            loss.detach(),
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=batch_size,
-        )
+        log_loss(self, loss, stage, batch_size)
         anchor, positive = anchor.detach(), positive.detach()
         metrics = {
             f"metrics/cosine_similarity/positive/{stage}": nn.functional.cosine_similarity(anchor, positive).mean(),
