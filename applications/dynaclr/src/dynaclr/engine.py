@@ -125,7 +125,8 @@ class ContrastiveModule(LightningModule):
     warmup_epochs : int
         Warm-up epochs of the ``"WarmupCosine"`` schedule.
     all_gather_negatives : bool
-        Under DDP, gather projections from every rank for NT-Xent-type losses.
+        Under DDP, gather projections from every rank for NT-Xent-type losses. Skipped when
+        the loss gathers them itself (``NTXentHCL(gather_distributed=True)``).
 
     Raises
     ------
@@ -183,7 +184,8 @@ class ContrastiveModule(LightningModule):
     def _gather(self, projections: Tensor) -> Tensor:
         """Concatenate the projections of every rank (gradients flow back to each rank's own rows)."""
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        if not self.all_gather_negatives or not distributed or torch.distributed.get_world_size() == 1:
+        loss_gathers = getattr(self.loss_function, "gather_distributed", False)
+        if not self.all_gather_negatives or loss_gathers or not distributed or torch.distributed.get_world_size() == 1:
             return projections
         sizes = self.all_gather(torch.tensor(projections.shape[0], device=projections.device))
         largest = int(sizes.max())
