@@ -1,10 +1,21 @@
 import pytest
 import torch
+from monai.data import set_track_meta
 
 CUDA = pytest.param(
     "cuda",
     marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")],
 )
+
+
+@pytest.fixture(autouse=True)
+def _monai_default_meta_tracking():
+    """Compare against MONAI with its default MetaTensor tracking.
+
+    viscy-data's modules switch MONAI's process-wide tracking off or on in ``setup``; in a
+    root ``uv run pytest`` their tests run first, in the same process.
+    """
+    set_track_meta(True)
 
 
 @pytest.fixture(params=["cpu", CUDA])
