@@ -19,6 +19,10 @@ _EXPORTS: dict[str, str] = {
     "MultiModalContrastiveModule": "dynaclr.multi_modal",
     "ClassificationModule": "dynaclr.classification",
     "ClassificationPredictionWriter": "dynaclr.classification",
+    "NTXentHCL": "dynaclr.loss",
+    "sample_tau": "dynaclr.tau_sampling",
+    "ExperimentConfig": "dynaclr.experiment",
+    "ExperimentRegistry": "dynaclr.experiment",
 }
 """Public name -> module that defines it."""
 
