@@ -384,3 +384,19 @@ def test_example_experiments_yaml_matches_the_written_examples(tmp_path, monkeyp
     }
     with pytest.raises(FileExistsError, match="overwrite=True"):
         write_example_experiments()
+
+
+def test_lightning_cli_parser_builds_a_registry_from_yaml_mappings(plates):
+    """MEXP-04: jsonargparse (what LightningCLI uses) turns a config block into a validated registry."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--registry", type=ExperimentRegistry)
+    block = {
+        "experiments": [asdict(config(plates, "exp_a")), asdict(config(plates, "exp_b"))],
+        "training_channels": "all",
+    }
+    registry = parser.instantiate(parser.parse_object({"registry": block})).registry
+    assert isinstance(registry, ExperimentRegistry)
+    assert registry.active_channels == ["Phase3D", "GFP", "Mito", "RFP"]
+    assert registry.experiments[1] == config(plates, "exp_b")
