@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -218,3 +220,12 @@ def test_corrupt_chunk_breaks_only_that_time_point_and_channel(plate_factory):
             image[1, 1]
     with pytest.raises(FileNotFoundError, match="time point 7"):
         plate.corrupt_chunk("A/2/0", t=7)
+
+
+def test_writing_a_plate_logs_no_iohub_metadata_warning(tmp_path, caplog):
+    # regression: iohub 0.3 warned "Cannot read first position metadata" for every new plate
+    with caplog.at_level(logging.WARNING, logger="iohub"):
+        plate = write_synthetic_plate(tmp_path / "plate.zarr", seed=0)
+    assert not [record.getMessage() for record in caplog.records if record.name.startswith("iohub")]
+    with open_ome_zarr(plate.store_path, layout="hcs") as reopened:
+        assert [axis.name for axis in reopened.axes] == ["T", "C", "Z", "Y", "X"]

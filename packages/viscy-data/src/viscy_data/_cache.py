@@ -59,7 +59,12 @@ def copy_plate_to_cache(source: str | Path, destination: str | Path, array_key: 
     with (
         open_ome_zarr(source, layout="hcs", mode="r") as plate,
         open_ome_zarr(
-            destination, layout="hcs", mode="w-", channel_names=list(plate.channel_names), version=plate.version
+            destination,
+            layout="hcs",
+            mode="w-",
+            channel_names=list(plate.channel_names),
+            axes=plate.axes,
+            version=plate.version,
         ) as copy,
     ):
         _copy_normalization(plate, copy)

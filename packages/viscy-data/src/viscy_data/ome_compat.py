@@ -19,6 +19,7 @@ from viscy_data._optional import import_optional
 
 if TYPE_CHECKING:
     from iohub.ngff import ImageArray, Plate, Position
+    from iohub.ngff.models import AxisMeta
 
 __all__ = [
     "IOHUB_GENERATION",
@@ -29,6 +30,7 @@ __all__ = [
     "fov_name",
     "open_ome_zarr",
     "open_tensorstore",
+    "tczyx_axes",
 ]
 
 
@@ -64,7 +66,8 @@ def open_ome_zarr(store_path: str | Path, layout: str = "auto", mode: str = "r",
     mode : str
         ``"r"``, ``"r+"``, ``"a"``, ``"w"`` or ``"w-"``.
     **kwargs
-        Passed to :func:`iohub.ngff.open_ome_zarr` (``channel_names``, ``version``...).
+        Passed to :func:`iohub.ngff.open_ome_zarr` (``channel_names``, ``version``, ``axes``...).
+        A new HCS plate gets :func:`tczyx_axes` unless ``axes`` is given.
 
     Returns
     -------
@@ -84,7 +87,25 @@ def open_ome_zarr(store_path: str | Path, layout: str = "auto", mode: str = "r",
         )
     if _IOHUB_03:
         kwargs.setdefault("implementation", _ZARR_PYTHON)
+    if layout == "hcs" and mode in ("w", "w-"):
+        # iohub 0.3 looks up the axes of a new plate's first position, which does not exist yet,
+        # and warns "Cannot read first position metadata" unless they are given
+        kwargs.setdefault("axes", tczyx_axes())
     return _iohub_open_ome_zarr(store_path, layout=layout, mode=mode, **kwargs)
+
+
+def tczyx_axes() -> list[AxisMeta]:
+    """Return the (T, C, Z, Y, X) axes that iohub gives a new store by default (seconds, micrometers).
+
+    Returns
+    -------
+    list of AxisMeta
+        Time, channel and three space axes.
+    """
+    from iohub.ngff.models import ChannelAxisMeta, SpaceAxisMeta, TimeAxisMeta
+
+    space = [SpaceAxisMeta(name=name, unit="micrometer") for name in "ZYX"]
+    return [TimeAxisMeta(name="T", unit="second"), ChannelAxisMeta(name="C"), *space]
 
 
 def fov_name(position: Position) -> str:
