@@ -4,7 +4,7 @@ import textwrap
 
 import viscy_data
 
-EXPECTED_EXPORTS = 45
+EXPECTED_EXPORTS = 47
 
 
 def test_flat_exports():
@@ -47,7 +47,7 @@ _BASE_INSTALL = textwrap.dedent(
     from viscy_data import *  # every export resolves without any extra
     for module in ["_typing", "_utils", "select", "distributed", "hcs", "gpu_aug", "mmap_cache", "triplet",
                    "ctmc_v1", "livecell", "cell_classification", "cell_division_triplet", "segmentation",
-                   "combined", "synthetic", "normalization"]:
+                   "combined", "synthetic", "normalization", "sampler", "channel_dropout"]:
         importlib.import_module(f"viscy_data.{module}")
     assert "viscy_transforms" not in sys.modules
     assert not HIDDEN & set(sys.modules)

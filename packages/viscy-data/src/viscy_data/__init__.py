@@ -42,6 +42,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "select": ("SelectWell",),
     "distributed": ("ShardedDistributedSampler",),
+    "sampler": ("FlexibleBatchSampler",),
+    "channel_dropout": ("ChannelDropout",),
     "hcs": ("HCSDataModule", "MaskTestDataset", "SlidingWindowDataset"),
     "gpu_aug": ("CachedOmeZarrDataModule", "CachedOmeZarrDataset", "GPUTransformDataModule"),
     "mmap_cache": ("MmappedDataModule", "MmappedDataset"),
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     )
     from viscy_data.cell_classification import ClassificationDataModule, ClassificationDataset
     from viscy_data.cell_division_triplet import CellDivisionTripletDataModule, CellDivisionTripletDataset
+    from viscy_data.channel_dropout import ChannelDropout
     from viscy_data.combined import (
         BatchedConcatDataModule,
         BatchedConcatDataset,
@@ -98,6 +101,7 @@ if TYPE_CHECKING:
     from viscy_data.hcs import HCSDataModule, MaskTestDataset, SlidingWindowDataset
     from viscy_data.livecell import LiveCellDataModule, LiveCellDataset, LiveCellTestDataset
     from viscy_data.mmap_cache import MmappedDataModule, MmappedDataset
+    from viscy_data.sampler import FlexibleBatchSampler
     from viscy_data.segmentation import SegmentationDataModule, SegmentationDataset
     from viscy_data.select import SelectWell
     from viscy_data.triplet import TripletDataModule, TripletDataset
@@ -139,6 +143,7 @@ __all__ = [
     # selection and sampling
     "SelectWell",
     "ShardedDistributedSampler",
+    "FlexibleBatchSampler",
     # virtual staining
     "HCSDataModule",
     "MaskTestDataset",
@@ -147,6 +152,7 @@ __all__ = [
     "CachedOmeZarrDataModule",
     "CachedOmeZarrDataset",
     "GPUTransformDataModule",
+    "ChannelDropout",
     "MmappedDataModule",
     "MmappedDataset",
     # contrastive learning
