@@ -159,7 +159,7 @@ def test_generated_config_parses_with_dynaclr_predict(inputs: dict[str, Path]) -
     assert generate(inputs, "--channel", "sensor=Phase3D,GFP").exit_code == 0
     result = invoke("predict", "-c", inputs["out"] / "predict_sensor.yml", "--print_config")
     assert result.exit_code == 0, result.output
-    parsed = yaml.safe_load(result.output)
+    parsed = yaml.safe_load(result.stdout)
     assert parsed["model"]["class_path"] == "dynaclr.engine.ContrastiveModule"
     assert parsed["data"]["init_args"]["source_channel"] == ["Phase3D", "GFP"]
     assert parsed["ckpt_path"] == str(inputs["ckpt"])
