@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lightning.pytorch import Trainer
 
 from dynaclr.example_data import write_example_plate
 from viscy_utils.testing.fixtures import run_command, run_viscy, synthetic_plate, viscy  # noqa: F401
@@ -42,3 +43,16 @@ def dynaclr(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         assert exit_.value.code in (0, None), f"dynaclr {' '.join(args)} exited with {exit_.value.code}"
 
     return run
+
+
+def cpu_trainer(root: Path, **kwargs) -> Trainer:
+    """A quiet single-process CPU ``Trainer`` writing under ``root``; ``kwargs`` override the defaults."""
+    defaults = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": root,
+    }
+    return Trainer(**{**defaults, **kwargs})

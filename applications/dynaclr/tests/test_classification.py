@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from sklearn.metrics import accuracy_score, f1_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -19,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dynaclr.classification import ClassificationModule, ClassificationPredictionWriter, predictions_to_dataframe
 from viscy_models.contrastive import ContrastiveEncoder
+
+from .conftest import cpu_trainer
 
 SHAPE = (1, 5, 32, 32)
 
@@ -43,18 +44,6 @@ def _prototype_encoder(backbone: str) -> ContrastiveEncoder:
 
 def _module() -> ClassificationModule:
     return ClassificationModule(_encoder(), lr=1e-3, example_input_array_shape=(2, *SHAPE))
-
-
-def _trainer(tmp_path, **kwargs) -> Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "default_root_dir": tmp_path,
-    }
-    return Trainer(**{**defaults, **kwargs})
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -121,7 +110,7 @@ def test_metrics_are_sklearn_scores_of_sigmoid_probabilities(tmp_path):
     predicted = (torch.sigmoid(logits) > 0.5).numpy()
     assert 0 < predicted.sum() < 8
 
-    trainer = _trainer(tmp_path, logger=False)
+    trainer = cpu_trainer(tmp_path, logger=False)
     trainer.validate(module, dataloaders=DataLoader(TensorDataset(images, labels[:, None]), batch_size=3))
     metrics = trainer.callback_metrics
     assert float(metrics["metric/accuracy/val"]) == pytest.approx(accuracy_score(labels.numpy(), predicted))
@@ -138,7 +127,7 @@ def test_fit_logs_loss_metrics_and_examples(tmp_path, use_tensorboard):
     dataset = TensorDataset(_images(4), (torch.arange(4) % 2).float()[:, None])
     loader = DataLoader(dataset, batch_size=2)
     logger = TensorBoardLogger(tmp_path, name="classifier") if use_tensorboard else False
-    trainer = _trainer(
+    trainer = cpu_trainer(
         tmp_path, max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0, logger=logger, log_every_n_steps=1
     )
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
@@ -158,7 +147,7 @@ def test_prediction_writer_round_trip(tmp_path):
     module = _module()
     dataset = _IndexedPatches(6)
     output = tmp_path / "out" / "predictions.csv"
-    trainer = _trainer(tmp_path, logger=False, callbacks=[ClassificationPredictionWriter(output)])
+    trainer = cpu_trainer(tmp_path, logger=False, callbacks=[ClassificationPredictionWriter(output)])
     trainer.predict(module, dataloaders=DataLoader(dataset, batch_size=4), return_predictions=False)
 
     table = pd.read_csv(output)

@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_metric_learning.losses import NTXentLoss
@@ -14,7 +13,7 @@ from dynaclr._optim import warmup_cosine_factor
 from dynaclr.engine import ContrastiveModule, in_batch_negative_metrics, ntxent_labels
 from viscy_models.contrastive import ContrastiveEncoder
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, cpu_trainer
 
 
 class TinyEncoder(nn.Module):
@@ -47,16 +46,8 @@ class _Triplets(Dataset):
 
 
 def _fit(module, tmp_path, logger, max_epochs=1, callbacks=(), negative=True):
-    trainer = Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        logger=logger,
-        callbacks=list(callbacks),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        default_root_dir=tmp_path,
+    trainer = cpu_trainer(
+        tmp_path, max_epochs=max_epochs, logger=logger, callbacks=list(callbacks), log_every_n_steps=1
     )
     loader = DataLoader(_Triplets(negative=negative), batch_size=4)
     trainer.fit(module, loader, DataLoader(_Triplets(negative=negative), batch_size=4))

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from pytorch_metric_learning.losses import NTXentLoss
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -11,6 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import dynaclr
 from dynaclr.multi_modal import JointContrastiveModule, JointEncoders, MultiModalContrastiveModule
+
+from .conftest import cpu_trainer
 
 
 class TinyEncoder(nn.Module):
@@ -50,18 +52,6 @@ class _Pairs(Dataset):
             "positive": self.positive[index],
             "index": {"fov_name": "A/1/0", "track_id": index, "t": 0},
         }
-
-
-def _trainer(tmp_path, **kwargs) -> Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "default_root_dir": tmp_path,
-    }
-    return Trainer(**{**defaults, **kwargs})
 
 
 def _nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -121,7 +111,7 @@ def test_example_input_is_the_channel_pair():
 def test_loss_and_metrics_equal_hand_computed_nce(tmp_path):
     module = JointContrastiveModule(_encoders(), loss_function=NTXentLoss(temperature=0.5))
     dataset = _Pairs(length=4)
-    trainer = _trainer(tmp_path, logger=False)
+    trainer = cpu_trainer(tmp_path, logger=False)
     trainer.validate(module, dataloaders=DataLoader(dataset, batch_size=4))
 
     encoders = module.model
@@ -151,7 +141,7 @@ def test_fit_with_tensorboard_logs_metrics_images_and_warmup_cosine(tmp_path):
     learning_rates = _LearningRates()
     logger = TensorBoardLogger(tmp_path, name="joint")
     loader = DataLoader(_Pairs(), batch_size=4)
-    trainer = _trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[learning_rates], log_every_n_steps=1)
+    trainer = cpu_trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[learning_rates], log_every_n_steps=1)
     before = [parameter.detach().clone() for parameter in module.parameters()]
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
 
@@ -168,7 +158,7 @@ def test_fit_with_tensorboard_logs_metrics_images_and_warmup_cosine(tmp_path):
 def test_fast_dev_run_without_logger(tmp_path):
     module = JointContrastiveModule(_encoders())
     loader = DataLoader(_Pairs(), batch_size=4)
-    trainer = _trainer(tmp_path, fast_dev_run=True, logger=False)
+    trainer = cpu_trainer(tmp_path, fast_dev_run=True, logger=False)
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
     assert math.isfinite(float(trainer.callback_metrics["loss/train_step"]))
     assert module.training_step_outputs == module.validation_step_outputs == []
@@ -178,7 +168,7 @@ def test_fast_dev_run_without_logger(tmp_path):
 def test_predict_uses_the_chosen_arm_and_channel(tmp_path, arm, channel):
     module = JointContrastiveModule(_encoders(), prediction_arm=arm)
     dataset = _Pairs(length=4)
-    predictions = _trainer(tmp_path, logger=False).predict(module, dataloaders=DataLoader(dataset, batch_size=4))
+    predictions = cpu_trainer(tmp_path, logger=False).predict(module, dataloaders=DataLoader(dataset, batch_size=4))
     encoder = getattr(module.model, f"{arm}_encoder")
     with torch.no_grad():
         features, projections = encoder(dataset.anchor[:, channel : channel + 1])

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 from dynaclr.vae import MIN_BETA, BetaVaeModule, kl_divergence, reconstruction_loss, scheduled_beta
 from dynaclr.vae_logging import BetaVaeLogger, latent_decoder
 from viscy_models.vae import BetaVae25D, BetaVaeMonai
+
+from .conftest import cpu_trainer
 
 
 class _Patches(Dataset):
@@ -50,18 +52,6 @@ def vae_25d() -> BetaVae25D:
         stem_stride=(4, 2, 2),
         decoder_stages=3,
     )
-
-
-def _trainer(tmp_path, **kwargs) -> Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "default_root_dir": tmp_path,
-    }
-    return Trainer(**{**defaults, **kwargs})
 
 
 @pytest.mark.parametrize(
@@ -228,7 +218,7 @@ def test_fit_with_tensorboard_logs_metrics_images_and_schedules(tmp_path):
     )
     learning_rates = _LearningRates()
     logger = TensorBoardLogger(tmp_path, name="vae")
-    trainer = _trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[learning_rates], log_every_n_steps=1)
+    trainer = cpu_trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[learning_rates], log_every_n_steps=1)
     trainer.fit(module, train_dataloaders=_loader(), val_dataloaders=_loader())
 
     assert learning_rates.values == pytest.approx([0.5e-3, 1e-3])
@@ -259,7 +249,7 @@ def test_fit_with_tensorboard_logs_metrics_images_and_schedules(tmp_path):
 
 def test_fit_without_logger_skips_images(tmp_path):
     module = BetaVaeModule(_monai_2d(), log_enhanced_visualizations=True, log_enhanced_visualizations_frequency=1)
-    trainer = _trainer(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=1, logger=False)
+    trainer = cpu_trainer(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=1, logger=False)
     trainer.fit(module, train_dataloaders=_loader(), val_dataloaders=_loader())
     assert math.isfinite(float(trainer.callback_metrics["loss/val/total"]))
     assert module.training_step_outputs == module.validation_step_outputs == []
@@ -268,7 +258,7 @@ def test_fit_without_logger_skips_images(tmp_path):
 def test_fast_dev_run_and_predict_25d(tmp_path, vae_25d):
     module = BetaVaeModule(vae_25d, example_input_array_shape=(1, 1, 4, 64, 64))
     loader = _loader(shape=(1, 4, 64, 64), length=4, batch_size=2)
-    trainer = _trainer(tmp_path, fast_dev_run=True, logger=False)
+    trainer = cpu_trainer(tmp_path, fast_dev_run=True, logger=False)
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
     assert math.isfinite(float(trainer.callback_metrics["loss/train/total"]))
 
