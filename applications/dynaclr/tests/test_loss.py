@@ -280,10 +280,10 @@ def _gather_worker(rank: int, init_file: str, output: str) -> None:
         module = ContrastiveModule(nn.Identity(), loss_function=NTXentHCL(gather_distributed=True, **HCL_ARGUMENTS))
         projected = model.module(anchor).detach(), model.module(positive).detach()
         through_module = module._contrastive_loss(*projected, None)
-        torch.save(
-            {"loss": loss.detach(), "grad": model.module.weight.grad, "local": local, "module": through_module},
-            f"{output}.{rank}",
-        )
+        gathering_module = ContrastiveModule(nn.Identity(), loss_function=NTXentHCL(**HCL_ARGUMENTS))
+        module_gather = gathering_module._contrastive_loss(*projected, None)
+        results = {"loss": loss.detach(), "grad": model.module.weight.grad, "local": local, "module": through_module}
+        torch.save({**results, "module_gather": module_gather}, f"{output}.{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -304,6 +304,8 @@ def test_gather_distributed_equals_the_single_process_loss_on_the_global_batch(t
     for result in ranks:
         torch.testing.assert_close(result["loss"], expected.detach(), atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(result["module"], expected.detach(), atol=1e-6, rtol=1e-6)
+        # ContrastiveModule's own gather (all_gather_negatives) gives the same global-batch loss
+        torch.testing.assert_close(result["module_gather"], expected.detach(), atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(result["grad"], model.weight.grad, atol=1e-6, rtol=1e-5)
         assert not torch.isclose(result["local"], expected.detach())
 

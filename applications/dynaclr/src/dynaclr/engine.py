@@ -16,6 +16,7 @@ from lightning.pytorch import LightningModule
 from pytorch_metric_learning.losses import NTXentLoss
 from torch import Tensor, nn
 
+from dynaclr._distributed import gather_rows, world_size
 from dynaclr._image_logging import log_epoch_samples
 from dynaclr._loss_logging import log_loss
 from dynaclr._optim import SCHEDULES, Schedule, configure_adamw
@@ -183,15 +184,10 @@ class ContrastiveModule(LightningModule):
 
     def _gather(self, projections: Tensor) -> Tensor:
         """Concatenate the projections of every rank (gradients flow back to each rank's own rows)."""
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         loss_gathers = getattr(self.loss_function, "gather_distributed", False)
-        if not self.all_gather_negatives or loss_gathers or not distributed or torch.distributed.get_world_size() == 1:
+        if not self.all_gather_negatives or loss_gathers or world_size() == 1:
             return projections
-        sizes = self.all_gather(torch.tensor(projections.shape[0], device=projections.device))
-        largest = int(sizes.max())
-        padded = nn.functional.pad(projections, (0, 0, 0, largest - projections.shape[0]))
-        gathered = self.all_gather(padded, sync_grads=True)
-        return torch.cat([rows[: int(size)] for rows, size in zip(gathered, sizes, strict=True)])
+        return gather_rows(projections)
 
     def _contrastive_loss(self, anchor: Tensor, positive: Tensor, negative: Tensor | None) -> Tensor:
         if uses_in_batch_negatives(self.loss_function):

@@ -16,6 +16,8 @@ from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import Tensor
 
+from dynaclr._distributed import gather_rows, world_size
+
 __all__ = ["NTXentHCL"]
 
 
@@ -141,7 +143,7 @@ class NTXentHCL(NTXentLoss):
             If ``gather_distributed`` applies and ``labels`` is missing, or ``indices_tuple``
             or ``ref_emb`` is given (they index one rank's rows).
         """
-        if self.gather_distributed and _world_size() > 1:
+        if self.gather_distributed and world_size() > 1:
             if labels is None or indices_tuple is not None or ref_emb is not None:
                 raise ValueError(
                     "gather_distributed=True needs labels and no indices_tuple or ref_emb (they index one rank's rows)."
@@ -203,38 +205,12 @@ def _masked(values: Tensor, keep: Tensor, rows_with_any: Tensor) -> Tensor:
     return values.masked_fill(~keep, -math.inf).masked_fill(~rows_with_any, 0.0)
 
 
-def _world_size() -> int:
-    """Return the size of the default process group (1 without ``torch.distributed``)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return 1
-
-
 def _gather_across_ranks(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Concatenate every rank's rows in rank order; gradients flow back to each rank's own rows.
-
-    Ranks may hold different numbers of rows. Labels are shifted so that rank ``r``'s labels
-    are distinct from every other rank's.
-    """
-    from torch.distributed.nn.functional import all_gather
-
-    world_size = torch.distributed.get_world_size()
+    """Concatenate every rank's rows in rank order, shifting labels so that ranks' labels are distinct."""
     labels = labels.to(embeddings.device)
-    count = torch.tensor([embeddings.shape[0]], device=embeddings.device)
-    counts = [torch.zeros_like(count) for _ in range(world_size)]
-    torch.distributed.all_gather(counts, count)
-    sizes = [int(size) for size in counts]
-    padding = max(sizes) - embeddings.shape[0]
-    padded_embeddings = torch.nn.functional.pad(embeddings, (0, 0, 0, padding))
-    padded_labels = torch.nn.functional.pad(labels, (0, padding))
-    gathered_labels = [torch.empty_like(padded_labels) for _ in range(world_size)]
-    torch.distributed.all_gather(gathered_labels, padded_labels)
-    gathered_embeddings = all_gather(padded_embeddings)
-    all_embeddings = torch.cat([rows[:size] for rows, size in zip(gathered_embeddings, sizes, strict=True)])
-    all_labels = torch.cat([rows[:size] for rows, size in zip(gathered_labels, sizes, strict=True)])
-    rank_of_row = torch.repeat_interleave(
-        torch.arange(world_size, device=labels.device), torch.tensor(sizes, device=labels.device)
-    )
+    all_embeddings, all_labels = gather_rows(embeddings), gather_rows(labels)
+    sizes = gather_rows(torch.tensor([labels.shape[0]], device=labels.device))
+    rank_of_row = torch.repeat_interleave(torch.arange(len(sizes), device=labels.device), sizes)
     smallest = all_labels.min()
     span = all_labels.max() - smallest + 1
     return all_embeddings, all_labels - smallest + rank_of_row * span
