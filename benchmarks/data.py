@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
-from viscy_data.ome_compat import open_ome_zarr, open_tensorstore
+from viscy_data.ome_compat import open_ome_zarr, open_tensorstore, tensorstore_context
 from viscy_data.synthetic import write_synthetic_plate
-from viscy_data.triplet import TripletDataset, _tensorstore_context, read_tracks_csv
+from viscy_data.triplet import TripletDataset, read_tracks_csv
 
 BATCH_SIZE = 64
 PATCH = (256, 256)
@@ -99,7 +99,7 @@ def measure(plate, positions, tables, cache_mib: int, n_batches: int, rounds: in
     n_batches = min(n_batches, len(dataset) // BATCH_SIZE)
     batches = [order[i * BATCH_SIZE : (i + 1) * BATCH_SIZE].tolist() for i in range(n_batches)]
     regions = {tuple(batch): batch_regions(dataset, batch) for batch in batches}
-    context = _tensorstore_context(cache_mib << 20)
+    context = tensorstore_context(cache_mib << 20)
     stores = {name: open_tensorstore(position["0"], context=context) for name, position in plate.positions()}
     images = {name: position["0"] for name, position in plate.positions()}
 

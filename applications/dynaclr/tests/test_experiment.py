@@ -376,11 +376,16 @@ def test_example_experiments_yaml_matches_the_written_examples(tmp_path, monkeyp
     assert yaml.safe_load(committed.read_text()) == yaml.safe_load(written.read_text())
     registry = ExperimentRegistry.from_yaml(committed)
     assert registry.names == [experiment["name"] for experiment in EXAMPLE_EXPERIMENTS]
-    assert registry.channel_maps == {"2025_07_22_SEC61": {0: 0, 1: 1}, "2025_08_15_TOMM20": {0: 0, 1: 1}}
-    assert [registry.tau_range_frames(name, (0.5, 2.0)) for name in registry.names] == [(1, 4), (2, 8)]
+    assert registry.channel_maps == {
+        "2025_07_22_SEC61": {0: 0, 1: 1},
+        "2025_08_15_TOMM20": {0: 0, 1: 1},
+        "2025_09_03_SEC61": {0: 0, 1: 1},
+    }
+    assert [registry.tau_range_frames(name, (0.5, 2.0)) for name in registry.names] == [(1, 4), (2, 8), (2, 6)]
     assert ExperimentRegistry.from_yaml(committed, training_channels="all").channel_maps == {
         "2025_07_22_SEC61": {0: 0, 1: 1, 2: -1},
         "2025_08_15_TOMM20": {0: 0, 1: -1, 2: 1},
+        "2025_09_03_SEC61": {0: 0, 1: 1, 2: -1},
     }
     with pytest.raises(FileExistsError, match="overwrite=True"):
         write_example_experiments()

@@ -12,9 +12,8 @@ from viscy_data._utils import (
     _require_columns,
     _search_int_in_str,
     _split_indices,
-    _transform_channel_wise,
-    collate_norm_meta,
 )
+from viscy_data.channel_wise import collate_norm_meta, transform_channel_wise
 from viscy_data.normalization import select_timepoint
 from viscy_data.worker_seed import WorkerTransformSeeder
 
@@ -113,7 +112,7 @@ def test_collate_samples_without_norm_meta():
     assert set(_collate_samples(batch)) == {"source"}
 
 
-def test_transform_channel_wise_uses_names_and_norm_meta():
+def testtransform_channel_wise_uses_names_and_norm_meta():
     patch = torch.stack([torch.full((1, 2, 2), 5.0), torch.full((1, 2, 2), 7.0)], dim=1)  # (B=1, C=2, ...)
 
     def subtract_gfp_mean(sample):
@@ -121,12 +120,12 @@ def test_transform_channel_wise_uses_names_and_norm_meta():
         sample["GFP"] = sample["GFP"] - sample["norm_meta"]["GFP"]["fov_statistics"]["mean"].reshape(-1, 1, 1, 1)
         return sample
 
-    out = _transform_channel_wise(Compose([subtract_gfp_mean]), ["Phase3D", "GFP"], patch, [_meta(3.0)])
+    out = transform_channel_wise(Compose([subtract_gfp_mean]), ["Phase3D", "GFP"], patch, [_meta(3.0)])
     assert out.shape == patch.shape
     assert out[0, 0].unique().item() == 5.0
     assert out[0, 1].unique().item() == 4.0
     with pytest.raises(ValueError, match="channel names"):
-        _transform_channel_wise(Compose([]), ["a"], patch, None)
+        transform_channel_wise(Compose([]), ["a"], patch, None)
 
 
 def test_select_timepoint_resolves_nested_level_without_copying_others():

@@ -23,6 +23,9 @@ _EXPORTS: dict[str, str] = {
     "sample_tau": "dynaclr.tau_sampling",
     "ExperimentConfig": "dynaclr.experiment",
     "ExperimentRegistry": "dynaclr.experiment",
+    "MultiExperimentIndex": "dynaclr.index",
+    "MultiExperimentTripletDataset": "dynaclr.dataset",
+    "MultiExperimentDataModule": "dynaclr.datamodule",
 }
 """Public name -> module that defines it."""
 

@@ -1,12 +1,14 @@
 """The synthetic experiments that ``applications/dynaclr/examples/configs/experiments.yml`` names.
 
-Two experiments in the shape of the reference's example, written by
+Three experiments in the shape of the reference's example, written by
 :func:`viscy_data.synthetic.write_synthetic_plate` under ``synthetic/experiments/``:
 
 - ``2025_07_22_SEC61``: channels ``[Phase3D, GFP, Mito]`` (trained on Phase3D and the GFP
   reporter), 30 minutes per frame, wells ``A/1, A/2`` uninfected and ``B/1, B/2`` infected;
 - ``2025_08_15_TOMM20``: channels ``[Phase3D, RFP]``, 15 minutes per frame, ``A/1``
-  uninfected, ``B/1`` infected and ``C/1`` mock.
+  uninfected, ``B/1`` infected and ``C/1`` mock;
+- ``2025_09_03_SEC61``: a second SEC61 experiment, channels ``[Phase3D, GFP]``, 20 minutes per
+  frame, ``A/1`` uninfected and ``B/1`` infected.
 
 The channel names and frame intervals differ, as across real experiments; positionally, GFP
 and RFP are both model channel 1.
@@ -53,6 +55,18 @@ EXAMPLE_EXPERIMENTS: list[dict[str, Any]] = [
         "date": "2025-08-15",
         "moi": 0.5,
         "n_frames": 12,
+    },
+    {
+        "name": "2025_09_03_SEC61",
+        "channel_names": ["Phase3D", "GFP"],
+        "source_channel": ["Phase3D", "GFP"],
+        "condition_wells": {"uninfected": ["A/1"], "infected": ["B/1"]},
+        "interval_minutes": 20.0,
+        "start_hpi": 4.0,
+        "organelle": "endoplasmic_reticulum",
+        "date": "2025-09-03",
+        "moi": 1.0,
+        "n_frames": 9,
     },
 ]
 """The experiments: :class:`dynaclr.experiment.ExperimentConfig` fields (less the paths) plus ``n_frames``."""

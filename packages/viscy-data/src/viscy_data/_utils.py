@@ -12,7 +12,7 @@ from monai.data.utils import collate_meta_tensor
 from monai.transforms import CenterSpatialCrop, Cropd
 from torch import Tensor
 
-from viscy_data._typing import DictTransform, NormMeta
+from viscy_data.channel_wise import collate_norm_meta
 from viscy_data.ome_compat import fov_name, open_ome_zarr
 from viscy_data.worker_seed import WorkerTransformSeeder, current_rank
 
@@ -160,36 +160,6 @@ def _split_indices(n: int, split_ratio: float, seed: int) -> tuple[list[int], li
     return order[:n_train], order[n_train:]
 
 
-def collate_norm_meta(norm_metas: Sequence[NormMeta | None]) -> NormMeta | None:
-    """Stack per-sample normalization metadata into ``{channel: {level: {stat: (B,) Tensor}}}``.
-
-    Parameters
-    ----------
-    norm_metas : Sequence[NormMeta or None]
-        One entry per sample, with time points already resolved
-        (:func:`viscy_data.normalization.select_timepoint`).
-
-    Returns
-    -------
-    NormMeta or None
-        ``None`` when no sample has metadata.
-
-    Raises
-    ------
-    ValueError
-        If only some samples have metadata.
-    """
-    missing = sum(meta is None for meta in norm_metas)
-    if missing == len(norm_metas):
-        return None
-    if missing:
-        raise ValueError(
-            f"{missing} of {len(norm_metas)} samples have no normalization metadata while the others do; "
-            "write it for every FOV (viscy preprocess) or for none."
-        )
-    return collate_meta_tensor(list(norm_metas))
-
-
 def _collate_samples(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Collate samples, flattening the per-stack lists of multi-sample crops.
 
@@ -211,32 +181,3 @@ def _collate_samples(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if "norm_meta" not in collated and any("norm_meta" in sample for sample in batch):
         collated["norm_meta"] = collate_norm_meta([sample.get("norm_meta") for sample in batch])
     return collated
-
-
-def _scatter_channels(
-    channel_names: Sequence[str], patch: Tensor, norm_meta: Sequence[NormMeta | None] | NormMeta | None
-) -> dict[str, Tensor | NormMeta]:
-    """Split a batched ``(B, C, Z, Y, X)`` patch into ``{channel: (B, 1, Z, Y, X)}``."""
-    if len(channel_names) != patch.shape[1]:
-        raise ValueError(f"{len(channel_names)} channel names {list(channel_names)} for {patch.shape[1]} channels.")
-    channels: dict[str, Any] = {name: patch[:, c : c + 1] for c, name in enumerate(channel_names)}
-    if isinstance(norm_meta, Sequence):
-        norm_meta = collate_norm_meta(norm_meta)
-    if norm_meta is not None:
-        channels["norm_meta"] = norm_meta
-    return channels
-
-
-def _gather_channels(channels: dict[str, Tensor | NormMeta]) -> Tensor:
-    """Concatenate ``{channel: (B, 1, ...)}`` along dim 1, dropping ``norm_meta``."""
-    return torch.cat([value for key, value in channels.items() if key != "norm_meta"], dim=1)
-
-
-def _transform_channel_wise(
-    transform: DictTransform,
-    channel_names: Sequence[str],
-    patch: Tensor,
-    norm_meta: Sequence[NormMeta | None] | NormMeta | None,
-) -> Tensor:
-    """Apply a dictionary transform to a batched patch keyed by channel name."""
-    return _gather_channels(transform(_scatter_channels(channel_names, patch, norm_meta)))

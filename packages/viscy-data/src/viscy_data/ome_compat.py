@@ -9,6 +9,7 @@ Everything else in viscy-data goes through the helpers below.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import version as _distribution_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ __all__ = [
     "open_ome_zarr",
     "open_tensorstore",
     "tczyx_axes",
+    "tensorstore_context",
 ]
 
 
@@ -166,3 +168,31 @@ def open_tensorstore(image_array: ImageArray, context: Any = None) -> Any:
         "recheck_cached_data": "open",
     }
     return ts.open(spec, read=True, write=False, context=context or ts.Context()).result()
+
+
+def tensorstore_context(cache_pool_bytes: int = 0) -> Any:
+    """Tensorstore resources for patch reads: copy concurrency and a chunk cache.
+
+    Parameters
+    ----------
+    cache_pool_bytes : int
+        Size of the shared chunk cache in bytes (0: no cache).
+
+    Returns
+    -------
+    tensorstore.Context
+        ``data_copy_concurrency`` from ``SLURM_CPUS_PER_TASK`` or the CPU count.
+
+    Raises
+    ------
+    ImportError
+        If tensorstore (the ``[triplet]`` extra) is missing.
+    """
+    ts = import_optional("tensorstore", extra="triplet", feature="tensorstore patch reads")
+    concurrency = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 4)
+    return ts.Context(
+        {
+            "data_copy_concurrency": {"limit": concurrency},
+            "cache_pool": {"total_bytes_limit": cache_pool_bytes},
+        }
+    )

@@ -6,7 +6,6 @@ Needs the ``[triplet]`` extra (tensorstore) for patch reads.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -31,11 +30,11 @@ from viscy_data._utils import (
     _check_z_range,
     _loader_kwargs,
     _require_columns,
-    _transform_channel_wise,
 )
+from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.hcs import HCSDataModule
 from viscy_data.normalization import read_norm_meta, select_timepoint
-from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore
+from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore, tensorstore_context
 from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import select_positions
 from viscy_data.thread_loader import ThreadedDataLoader
@@ -48,18 +47,6 @@ TRACK_REQUIRED_COLUMNS = ("track_id", "t", "id", "parent_track_id", "parent_id",
 """Columns every tracks table needs; ``z`` is optional."""
 
 _OPTIONAL_INDEX_COLUMNS = ("z", "y", "x")
-
-
-def _tensorstore_context(cache_pool_bytes: int) -> Any:
-    """Tensorstore resources: copy concurrency from SLURM or the CPU count, and a chunk cache."""
-    ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
-    concurrency = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 4)
-    return ts.Context(
-        {
-            "data_copy_concurrency": {"limit": concurrency},
-            "cache_pool": {"total_bytes_limit": cache_pool_bytes},
-        }
-    )
 
 
 class TripletDataset(Dataset):
@@ -272,7 +259,7 @@ class TripletDataset(Dataset):
         if store is None:
             with self._store_lock:
                 if self._context is None:
-                    self._context = _tensorstore_context(self.cache_pool_bytes)
+                    self._context = tensorstore_context(self.cache_pool_bytes)
                 store = self._stores.get(key)
                 if store is None:
                     image = self._images[position_index]
@@ -625,7 +612,7 @@ class TripletDataModule(HCSDataModule):
         for key in ("anchor", "positive", "negative"):
             if key in batch:
                 norm_meta = batch.pop(f"{key}_norm_meta", None)
-                batch[key] = _transform_channel_wise(
+                batch[key] = transform_channel_wise(
                     self._find_transform(key), self.source_channel, batch[key], norm_meta
                 )
         return batch

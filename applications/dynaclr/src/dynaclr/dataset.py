@@ -1,0 +1,350 @@
+"""``MultiExperimentTripletDataset``: batched anchor and positive patches of a ``MultiExperimentIndex``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dynaclr.experiment import MISSING_CHANNEL
+from dynaclr.index import MultiExperimentIndex
+from dynaclr.tau_sampling import tau_probabilities
+from viscy_data import INDEX_COLUMNS, NormMeta
+from viscy_data.normalization import STATISTIC_NAMES, read_norm_meta, select_timepoint
+from viscy_data.ome_compat import open_tensorstore, tensorstore_context
+from viscy_data.read_errors import naming_read_errors
+
+__all__ = ["PREDICT_INDEX_COLUMNS", "MultiExperimentTripletDataset"]
+
+PREDICT_INDEX_COLUMNS = ("experiment", "condition", "hours_post_infection", *INDEX_COLUMNS)
+"""Columns of each sample's ``index`` entry in predict mode (``z`` when the tracks have it)."""
+
+_SCALE_STATISTICS = frozenset({"std", "iqr", "p99_p1", "p95_p5"})
+
+
+class MultiExperimentTripletDataset(Dataset):
+    """Anchors of a :class:`~dynaclr.index.MultiExperimentIndex` with positives ``tau`` frames later.
+
+    Only the batched ``__getitems__(indices)`` reads (torch's fetcher calls it with a whole batch;
+    ``__getitem__`` reads a batch of one). All patches of a batch go out as one tensorstore batch
+    into one preallocated array per key, so chunks shared by several patches are read once.
+
+    Parameters
+    ----------
+    index : MultiExperimentIndex
+        The cells.
+    fit : bool
+        True: anchors are ``index.valid_anchors`` and batches hold ``anchor`` and ``positive``.
+        False (predict): every row of ``index.tracks``, in order, with an ``index`` of tracking columns.
+    tau_range_hours : tuple[float, float]
+        Anchor-to-positive offsets in hours, converted to frames per experiment.
+    tau_decay_rate : float
+        Decay of the offsets' probabilities (:func:`dynaclr.tau_sampling.tau_probabilities`).
+    return_negative : bool
+        Also return ``negative``: per anchor, an observation of another lineage of the same
+        experiment (for triplet losses; NT-Xent losses use the batch's other samples instead).
+    cache_pool_bytes : int
+        Tensorstore chunk cache size in bytes.
+    seed : int
+        Seed of the positive and negative draws.
+
+    Notes
+    -----
+    A positive is drawn per anchor: ``tau`` from the decaying distribution restricted to the offsets
+    at which the anchor's lineage has an observation, then one of those observations uniformly
+    (a daughter after a division, the same track otherwise). The draws of a batch use
+    ``numpy.random.default_rng((seed, epoch, rank, *indices))``: the same batch in the same epoch gets
+    the same positives whatever thread or process reads it, and another epoch gets new ones.
+    ``epoch`` and ``rank`` are set by the DataModule.
+
+    Channels follow ``index.registry.channel_maps``; a channel an experiment lacks
+    (``training_channels="all"``) is zero-filled, with neutral normalization statistics (location 0,
+    scale 1). Normalization metadata is per sample at its time point, keyed by the model channel
+    labels (``registry.active_channels``) that the transforms' ``keys`` use.
+    """
+
+    def __init__(
+        self,
+        index: MultiExperimentIndex,
+        fit: bool = True,
+        tau_range_hours: Sequence[float] = (0.5, 2.0),
+        tau_decay_rate: float = 2.0,
+        return_negative: bool = False,
+        cache_pool_bytes: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.index = index
+        self.fit = fit
+        self.tau_range_hours = (float(tau_range_hours[0]), float(tau_range_hours[1]))
+        self.tau_decay_rate = float(tau_decay_rate)
+        self.return_negative = return_negative
+        self.cache_pool_bytes = int(cache_pool_bytes)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.rank = 0
+        self.channel_labels = list(index.registry.active_channels)
+        self._context: Any = None
+        self._stores: dict[tuple[str, str], Any] = {}
+        self._store_lock = threading.Lock()
+        self._index_rows()
+        self._index_channels()
+        if fit:
+            self._index_offsets()
+
+    def _index_rows(self) -> None:
+        tracks = self.index.tracks
+        self._rows = self.index.anchor_rows if self.fit else np.arange(len(tracks))
+        self._row_fov = tracks["fov_index"].to_numpy(dtype=np.int64)
+        self._row_t = tracks["t"].to_numpy(dtype=np.int64)
+        self._row_y = tracks["y_clamp"].to_numpy(dtype=np.int64)
+        self._row_x = tracks["x_clamp"].to_numpy(dtype=np.int64)
+        self._row_experiment = tracks["experiment"].cat.codes.to_numpy(dtype=np.int64)
+        lineage, shifted_t = self.index.lineage_time_keys()
+        self._row_lineage = lineage
+        self._row_keys = lineage * self.index.time_stride + shifted_t
+        self._key_order = np.argsort(self._row_keys, kind="stable")
+        self._sorted_keys = self._row_keys[self._key_order]
+        self._norm_meta = [read_norm_meta(position) for position in self.index.positions]
+
+    def _index_channels(self) -> None:
+        """Per experiment: zarr channel of each model channel, and the names keying its norm metadata."""
+        registry = self.index.registry
+        self._channel_maps = []
+        self._channel_sources = []
+        for experiment in registry.experiments:
+            mapping = registry.channel_maps[experiment.name]
+            zarr_channels = [mapping[channel] for channel in range(registry.num_source_channels)]
+            self._channel_maps.append(zarr_channels)
+            self._channel_sources.append(
+                [None if zarr == MISSING_CHANNEL else experiment.channel_names[zarr] for zarr in zarr_channels]
+            )
+        self._channel_runs = [_channel_runs(zarr_channels) for zarr_channels in self._channel_maps]
+        dtypes = {np.dtype(position["0"].dtype) for position in self.index.positions}
+        self._dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
+
+    def _index_offsets(self) -> None:
+        """Offsets in frames and their probabilities, per experiment."""
+        registry = self.index.registry
+        self._taus = []
+        self._tau_probabilities = []
+        for name in registry.names:
+            taus, probabilities = tau_probabilities(
+                *registry.tau_range_frames(name, self.tau_range_hours), self.tau_decay_rate
+            )
+            self._taus.append(taus)
+            self._tau_probabilities.append(probabilities)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed the next batches' draws with ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without open stores or locks (worker processes reopen them)."""
+        state = self.__dict__.copy()
+        state.update(_context=None, _stores={}, _store_lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._store_lock = threading.Lock()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Read a batch.
+
+        Parameters
+        ----------
+        indices : Sequence[int]
+            Positions into ``index.valid_anchors`` (fit) or ``index.tracks`` (predict).
+
+        Returns
+        -------
+        dict
+            ``anchor`` ``(B, C, Z, Y, X)`` and ``anchor_norm_meta`` (a list with one entry per sample,
+            or None when no FOV has metadata); in fit mode ``positive`` / ``positive_norm_meta``
+            (and ``negative`` / ``negative_norm_meta`` with ``return_negative``); in predict mode
+            ``index``, a list of dicts of :data:`PREDICT_INDEX_COLUMNS` with the original ``y``, ``x``.
+
+        Raises
+        ------
+        viscy_data.read_errors.ArrayReadError
+            If a read fails; the message names the store, FOV and time point.
+        """
+        positions = np.asarray(indices, dtype=np.int64)
+        anchor_rows = self._rows[positions]
+        row_sets = {"anchor": anchor_rows}
+        if self.fit:
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, *positions.tolist()])
+            row_sets["positive"] = self._draw_positives(anchor_rows, rng)
+            if self.return_negative:
+                row_sets["negative"] = self._draw_negatives(anchor_rows, rng)
+        batch: dict[str, Any] = {}
+        for key, patches in zip(row_sets, self._read_patches(list(row_sets.values())), strict=True):
+            batch[key] = patches
+            batch[f"{key}_norm_meta"] = self._norm_meta_of(row_sets[key])
+        if not self.fit:
+            batch["index"] = self._tracking_index(anchor_rows)
+        return batch
+
+    def _draw_positives(self, anchor_rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One same-lineage row ``tau`` frames after each anchor."""
+        positives = np.empty(len(anchor_rows), dtype=np.int64)
+        experiments = self._row_experiment[anchor_rows]
+        for code in np.unique(experiments):
+            members = np.flatnonzero(experiments == code)
+            rows = anchor_rows[members]
+            taus, probabilities = self._taus[code], self._tau_probabilities[code]
+            targets = self._row_keys[rows, None] + taus[None, :]
+            low = np.searchsorted(self._sorted_keys, targets, side="left")
+            high = np.searchsorted(self._sorted_keys, targets, side="right")
+            weights = probabilities[None, :] * (high > low)
+            totals = weights.sum(axis=1)
+            if not totals.all():
+                self._raise_no_positive(rows[np.flatnonzero(totals == 0)[0]])
+            cumulative = np.cumsum(weights, axis=1)
+            choice = (cumulative < rng.random(len(rows))[:, None] * totals[:, None]).sum(axis=1)
+            choice = np.minimum(choice, len(taus) - 1)
+            picked = np.arange(len(rows))
+            start, stop = low[picked, choice], high[picked, choice]
+            offsets = (rng.random(len(rows)) * (stop - start)).astype(np.int64)
+            positives[members] = self._key_order[start + offsets]
+        return positives
+
+    def _raise_no_positive(self, row: int) -> None:
+        cell = self.index.tracks.iloc[row]
+        raise RuntimeError(
+            f"No positive for the anchor of experiment '{cell['experiment']}', FOV {cell['fov_name']}, "
+            f"track {cell['track_id']}, t={cell['t']}: its lineage has no observation within "
+            f"tau_range_hours={self.tau_range_hours}. Anchors must come from index.valid_anchors with the same "
+            "tau range."
+        )
+
+    def _draw_negatives(self, anchor_rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One row of another lineage of the same experiment per anchor."""
+        groups = self.index.experiment_groups
+        names = self.index.registry.names
+        negatives = np.empty(len(anchor_rows), dtype=np.int64)
+        experiments = self._row_experiment[anchor_rows]
+        for code in np.unique(experiments):
+            members = np.flatnonzero(experiments == code)
+            pool = groups[names[code]]
+            lineages = self._row_lineage[pool]
+            if np.unique(lineages).size < 2:
+                raise ValueError(f"Experiment '{names[code]}' has one lineage; negatives need at least two.")
+            drawn = pool[rng.integers(0, len(pool), size=len(members))]
+            for _ in range(100):
+                same = self._row_lineage[drawn] == self._row_lineage[anchor_rows[members]]
+                if not same.any():
+                    break
+                drawn[same] = pool[rng.integers(0, len(pool), size=int(same.sum()))]
+            negatives[members] = drawn
+        return negatives
+
+    def _store(self, fov: int) -> Any:
+        """Open (once per store path and FOV) the tensorstore of a FOV's array ``"0"``."""
+        info = self.index.fovs[fov]
+        key = (info.data_path, info.fov_name)
+        store = self._stores.get(key)
+        if store is None:
+            with self._store_lock:
+                if self._context is None:
+                    self._context = tensorstore_context(self.cache_pool_bytes)
+                store = self._stores.get(key)
+                if store is None:
+                    image = self.index.positions[fov]["0"]
+                    with naming_read_errors(image):
+                        store = self._stores[key] = open_tensorstore(image, context=self._context)
+        return store
+
+    def _read_patches(self, row_sets: list[np.ndarray]) -> list[Tensor]:
+        """Read ``(B, C, Z, Y, X)`` patches of each set of rows in one tensorstore batch."""
+        import tensorstore as ts
+
+        half_y, half_x = self.index.yx_patch_size[0] // 2, self.index.yx_patch_size[1] // 2
+        z_range = self.index.z_range
+        n_channels = len(self.channel_labels)
+        shape = (n_channels, z_range.stop - z_range.start, 2 * half_y, 2 * half_x)
+        batches, reads = [], []
+        with ts.Batch() as read_batch:
+            for rows in row_sets:
+                batch = np.zeros((len(rows), *shape), dtype=self._dtype)
+                destination = ts.array(batch, copy=False, write=True)
+                for slot, row in enumerate(rows.tolist()):
+                    fov = self._row_fov[row]
+                    store = self._store(fov)
+                    if store.dtype.numpy_dtype != self._dtype:
+                        store = ts.cast(store, self._dtype)
+                    y, x = self._row_y[row], self._row_x[row]
+                    region = (slice(y - half_y, y + half_y), slice(x - half_x, x + half_x))
+                    for model_channels, zarr_channels in self._channel_runs[self._row_experiment[row]]:
+                        source = store[(self._row_t[row], zarr_channels, z_range, *region)]
+                        future = destination[slot, model_channels].write(source, batch=read_batch)
+                        reads.append((row, future))
+                batches.append(batch)
+        for row, future in reads:
+            image = self.index.positions[self._row_fov[row]]["0"]
+            with naming_read_errors(image, time_point=int(self._row_t[row])):
+                future.result()
+        return [torch.from_numpy(batch) for batch in batches]
+
+    def _norm_meta_of(self, rows: np.ndarray) -> list[NormMeta] | None:
+        """Per-sample normalization metadata at each row's time point, keyed by model channel labels."""
+        metas = []
+        for row in rows.tolist():
+            meta = select_timepoint(self._norm_meta[self._row_fov[row]], int(self._row_t[row]))
+            if meta is None:
+                metas.append(None)
+                continue
+            sources = self._channel_sources[self._row_experiment[row]]
+            template = next(iter(meta.values()))
+            metas.append(
+                {
+                    label: meta[source] if source is not None else _neutral_statistics(template)
+                    for label, source in zip(self.channel_labels, sources, strict=True)
+                }
+            )
+        return None if all(meta is None for meta in metas) else metas
+
+    def _tracking_index(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Tracking columns of each row as Python scalars (original ``y`` and ``x``)."""
+        tracks = self.index.tracks
+        columns = [column for column in PREDICT_INDEX_COLUMNS if column in tracks.columns]
+        table = tracks.iloc[rows][columns]
+        table = table.astype({column: object for column in ("experiment", "condition")})
+        return table.to_dict(orient="records")
+
+
+def _channel_runs(zarr_channels: list[int]) -> list[tuple[slice, slice]]:
+    """Split a model-to-zarr channel map into runs read with one slice each, skipping missing channels.
+
+    ``[0, 1]`` is one run ``(slice(0, 2), slice(0, 2))``; ``[0, 2]`` two; ``[MISSING, 3]`` one,
+    ``(slice(1, 2), slice(3, 4))``.
+    """
+    runs: list[tuple[slice, slice]] = []
+    for channel, zarr_channel in enumerate(zarr_channels):
+        if zarr_channel == MISSING_CHANNEL:
+            continue
+        if runs and runs[-1][0].stop == channel and runs[-1][1].stop == zarr_channel:
+            model, zarr = runs[-1]
+            runs[-1] = (slice(model.start, channel + 1), slice(zarr.start, zarr_channel + 1))
+        else:
+            runs.append((slice(channel, channel + 1), slice(zarr_channel, zarr_channel + 1)))
+    return runs
+
+
+def _neutral_statistics(template: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
+    """Statistics at every level of ``template`` that leave a zero-filled channel at zero."""
+    return {
+        level: {stat: torch.tensor(1.0 if stat in _SCALE_STATISTICS else 0.0) for stat in STATISTIC_NAMES}
+        for level in template
+    }
