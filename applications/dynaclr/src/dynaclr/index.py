@@ -262,7 +262,8 @@ class MultiExperimentIndex:
         root = np.where(has_parent, found, np.arange(len(track_keys)))
         for _ in range(int(np.ceil(np.log2(max(len(track_keys), 2)))) + 1):
             root = root[root]
-        in_cycle = root[root] != root
+        # A finished root has no parent; one that still has a parent lies on a cycle (of any length, 1 and 2 included).
+        in_cycle = has_parent[root]
         if in_cycle.any():
             _logger.warning(
                 "Parent links of %d tracks form cycles (broken tracking); each becomes its own lineage.",
