@@ -10,7 +10,9 @@ Where each step of a batch runs:
 3. *Normalize, augment, crop, drop channels* (device, after transfer): :meth:`on_after_batch_transfer`
    runs ``normalizations`` and (training only) ``augmentations`` as batched dictionary transforms keyed
    by the model channel labels (``ch_0``, ``ch_1``... with positional channel alignment), then the final
-   centre crop, then (training only) :class:`viscy_data.channel_dropout.ChannelDropout`.
+   centre crop, then (training only) :class:`viscy_data.channel_dropout.ChannelDropout`. ``Batched*``
+   transforms (and ``NormalizeSampled``) run on the whole batch; any other (per-sample, e.g. MONAI's
+   ``RandAffined``) runs sample by sample, each sample with its own random draw.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningDataModule
 from monai.data import MetaTensor
 from monai.transforms import Compose, MapTransform
@@ -30,7 +33,7 @@ from dynaclr.index import MultiExperimentIndex
 from viscy_data import ChannelDropout, FlexibleBatchSampler
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.thread_loader import ThreadedDataLoader
-from viscy_transforms import BatchedCenterSpatialCropd
+from viscy_transforms import BatchedCenterSpatialCropd, NormalizeSampled
 
 __all__ = ["MultiExperimentDataModule"]
 
@@ -43,22 +46,72 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
+def _runs_on_batches(transform: Any) -> bool:
+    """Whether a transform handles ``(B, 1, Z, Y, X)`` channel batches itself (``Batched*`` and NormalizeSampled)."""
+    return type(transform).__name__.startswith("Batched") or isinstance(transform, NormalizeSampled)
+
+
+def _select_sample(tree: Any, position: int) -> Any:
+    """Sample ``position`` of a batch dict, or of its collated norm metadata tree."""
+    if isinstance(tree, Mapping):
+        return {key: _select_sample(value, position) for key, value in tree.items()}
+    return tree[position] if isinstance(tree, Tensor) and tree.ndim > 0 else tree
+
+
+class _PerSample:
+    """Run a per-sample dictionary transform (``(C, Z, Y, X)`` input, e.g. MONAI's) on each sample of a batch.
+
+    Every sample gets its own random draw, as in a per-sample data pipeline.
+    """
+
+    def __init__(self, transform: MapTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        keys = [key for key in batch if key != "norm_meta"]
+        samples = [self.transform(_select_sample(batch, i)) for i in range(len(batch[keys[0]]))]
+        return {**batch, **{key: torch.stack([sample[key] for sample in samples]) for key in keys}}
+
+    def __repr__(self) -> str:
+        return f"_PerSample({self.transform!r})"
+
+
+def _on_batches(transforms: Sequence[MapTransform]) -> list[Any]:
+    """Wrap the per-sample transforms to run sample by sample (logged); batched ones run as they are."""
+    wrapped = []
+    for transform in transforms:
+        if _runs_on_batches(transform):
+            wrapped.append(transform)
+        else:
+            _logger.info(
+                "%s is a per-sample transform: it runs sample by sample on the device; its Batched* "
+                "counterpart, if any, runs on the whole batch at once.",
+                type(transform).__name__,
+            )
+            wrapped.append(_PerSample(transform))
+    return wrapped
+
+
 class _EpochBatches:
-    """Batches of a FlexibleBatchSampler that tell the dataset their epoch, and count what training consumed."""
+    """Batches of a FlexibleBatchSampler that tell the dataset their epoch, and count what training consumed.
+
+    The sampler is deliberately not an attribute named ``sampler``: Lightning calls
+    ``batch_sampler.sampler.set_epoch`` at each epoch start, which would reset a resumed position.
+    """
 
     def __init__(self, sampler: FlexibleBatchSampler, dataset: MultiExperimentTripletDataset) -> None:
-        self.sampler = sampler
+        self.flexible_sampler = sampler
         self.dataset = dataset
         self.epoch = sampler.epoch
         self.consumed = 0
         self.started = False
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return len(self.flexible_sampler)
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = iter(self.sampler)
-        state = self.sampler.state_dict()
+        batches = iter(self.flexible_sampler)
+        state = self.flexible_sampler.state_dict()
         self.epoch, self.consumed, self.started = state["epoch"], state["batches_yielded"], True
         self.dataset.set_epoch(self.epoch)
         return batches
@@ -66,8 +119,8 @@ class _EpochBatches:
     def state_dict(self) -> dict[str, int]:
         """Sampler position counting the batches training consumed, not those prefetched."""
         if not self.started:
-            return self.sampler.state_dict()
-        return {"epoch": self.epoch, "batches_yielded": self.consumed, "num_replicas": self.sampler.num_replicas}
+            return self.flexible_sampler.state_dict()
+        return {"epoch": self.epoch, "batches_yielded": self.consumed, "num_replicas": self.flexible_sampler.num_replicas}
 
 
 class MultiExperimentDataModule(LightningDataModule):
@@ -289,8 +342,9 @@ temporal_global_fraction, experiment_weights, condition_ratio
     def _build_transforms(self) -> None:
         z_size = self.z_range[1] - self.z_range[0]
         final_crop = BatchedCenterSpatialCropd(keys=self._channel_names, roi_size=(z_size, *self.final_yx_patch_size))
-        self._augmentation_transform = Compose([*self.normalizations, *self.augmentations, final_crop])
-        self._no_augmentation_transform = Compose([*self.normalizations, final_crop])
+        normalizations, augmentations = _on_batches(self.normalizations), _on_batches(self.augmentations)
+        self._augmentation_transform = Compose([*normalizations, *augmentations, final_crop])
+        self._no_augmentation_transform = Compose([*normalizations, final_crop])
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -363,7 +417,7 @@ temporal_global_fraction, experiment_weights, condition_ratio
         if state is None:
             return
         if self._train_batches is not None:
-            self._train_batches.sampler.load_state_dict(state)
+            self._train_batches.flexible_sampler.load_state_dict(state)
         else:
             self._sampler_state = dict(state)
 

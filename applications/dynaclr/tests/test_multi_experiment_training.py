@@ -1,0 +1,328 @@
+"""INTG-01/02: multi-experiment training through the real CLI, under 2-process DDP, resumed mid-epoch."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from dynaclr.datamodule import MultiExperimentDataModule
+from dynaclr.engine import ContrastiveModule
+from dynaclr.example_experiments import write_example_experiments
+from dynaclr.loss import NTXentHCL
+from viscy_data import FlexibleBatchSampler
+from viscy_utils.testing.fixtures import run_command
+
+from .conftest import CONFIGS, FIXTURES, cpu_trainer
+
+MULTI_FIT = [str(CONFIGS / "multi_experiment_fit.yml"), str(CONFIGS / "multi_experiment_fit_synthetic_cpu.yml")]
+COMMITTED_EXPERIMENTS = f"--data.init_args.experiments_yaml={CONFIGS / 'experiments.yml'}"
+
+
+@pytest.fixture(scope="session")
+def experiments_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding ``synthetic/experiments/`` as experiments.yml expects it; read-only."""
+    root = tmp_path_factory.mktemp("experiments")
+    write_example_experiments(root / "synthetic" / "experiments")
+    return root
+
+
+@pytest.fixture
+def experiments_workdir(experiments_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory whose ``synthetic`` links to the shared example experiments."""
+    (tmp_path / "synthetic").symlink_to(experiments_dir / "synthetic", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _config_args(paths: list[str]) -> list[str]:
+    return [argument for path in paths for argument in ("-c", path)]
+
+
+def test_multi_experiment_fit_yml_fast_dev_run(experiments_workdir, dynaclr):
+    """INTG-01: the committed config with every sampling axis on trains on the example experiments."""
+    config = yaml.safe_load((CONFIGS / "multi_experiment_fit.yml").read_text())["data"]["init_args"]
+    assert config["experiment_aware"]
+    assert config["condition_balanced"]
+    assert config["temporal_enrichment"]
+    assert config["leaky"] > 0
+    assert config["channel_dropout_prob"] > 0
+    dynaclr("fit", *_config_args(MULTI_FIT), COMMITTED_EXPERIMENTS, "--trainer.fast_dev_run=true")
+
+
+def test_reference_multi_experiment_fit_yml_trains(experiments_workdir, dynaclr):
+    """The reference's config, TODOs filled in, per-sample MONAI transforms and all, trains and validates."""
+    dynaclr(
+        "fit",
+        "-c",
+        str(FIXTURES / "reference_multi_experiment_fit.yml"),
+        "-c",
+        str(CONFIGS / "multi_experiment_fit_synthetic_cpu.yml"),
+        "--trainer.fast_dev_run=true",
+    )
+
+
+class _TinyEncoder(nn.Module):
+    """Pooled patches -> (features, projections): fast enough for many steps on a CPU."""
+
+    def __init__(self, in_channels: int = 2) -> None:
+        super().__init__()
+        self.features = nn.Linear(in_channels * 8, 8)
+        self.projection = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(nn.functional.adaptive_avg_pool3d(x, (1, 2, 4)).flatten(1))
+        return features, self.projection(features)
+
+
+def _module() -> ContrastiveModule:
+    return ContrastiveModule(
+        encoder=_TinyEncoder(),
+        loss_function=NTXentHCL(),
+        log_batches_per_epoch=0,
+        example_input_array_shape=(1, 2, 5, 32, 32),
+    )
+
+
+def _datamodule(**kwargs) -> MultiExperimentDataModule:
+    settings = {
+        "experiments_yaml": "synthetic/experiments/experiments.yml",
+        "z_range": (0, 5),
+        "yx_patch_size": (48, 48),
+        "final_yx_patch_size": (32, 32),
+        "val_experiments": ["2025_08_15_TOMM20"],
+        "batch_size": 16,
+        "num_workers": 2,
+        "leaky": 0.1,
+        "temporal_enrichment": True,
+        "channel_dropout_prob": 0.0,
+        "seed": 3,
+    }
+    return MultiExperimentDataModule(**{**settings, **kwargs})
+
+
+class _RecordBatches(Callback):
+    """Per training step, the anchor and positive patches the step received (after transfer)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps.append((batch["anchor"].clone(), batch["positive"].clone()))
+
+
+def test_resumed_mid_epoch_run_trains_on_exactly_the_rest_of_the_epoch(experiments_workdir):
+    """A run stopped after k steps and resumed from its checkpoint sees the uninterrupted run's steps k..n."""
+    uninterrupted = _RecordBatches()
+    cpu_trainer(experiments_workdir / "a", max_epochs=1, limit_val_batches=0, callbacks=[uninterrupted]).fit(
+        _module(), _datamodule()
+    )
+    n_steps = len(uninterrupted.steps)
+    assert n_steps >= 6
+    stop_at = n_steps // 2
+    checkpoint = ModelCheckpoint(dirpath=experiments_workdir / "ckpt", every_n_train_steps=stop_at, save_top_k=-1)
+    first_part = _RecordBatches()
+    cpu_trainer(
+        experiments_workdir / "b",
+        max_steps=stop_at,
+        limit_val_batches=0,
+        enable_checkpointing=True,
+        callbacks=[checkpoint, first_part],
+    ).fit(_module(), _datamodule())
+    (saved,) = (experiments_workdir / "ckpt").glob("*.ckpt")
+    assert torch.load(saved, weights_only=False)["MultiExperimentDataModule"]["sampler"]["batches_yielded"] == stop_at
+    rest = _RecordBatches()
+    cpu_trainer(experiments_workdir / "c", max_epochs=1, limit_val_batches=0, callbacks=[rest]).fit(
+        _module(), _datamodule(), ckpt_path=saved
+    )
+    assert len(first_part.steps) == stop_at
+    assert len(rest.steps) == n_steps - stop_at
+    for seen, expected in zip(first_part.steps + rest.steps, uninterrupted.steps, strict=True):
+        torch.testing.assert_close(seen[0], expected[0], rtol=0, atol=0)
+        torch.testing.assert_close(seen[1], expected[1], rtol=0, atol=0)
+
+
+class _RecordStages(Callback):
+    """Batches of the training and validation steps of a short run."""
+
+    def __init__(self) -> None:
+        self.train: list[dict] = []
+        self.val: list[dict] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.train.append({key: value.clone() for key, value in batch.items()})
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self.val.append({key: value.clone() for key, value in batch.items()})
+
+
+def test_validation_batches_are_neither_augmented_nor_channel_dropped(experiments_workdir):
+    """Training batches get the augmentation and ChannelDropout; validation batches get neither."""
+    from viscy_transforms import BatchedRandGaussianNoised
+
+    noise = BatchedRandGaussianNoised(keys=["ch_0", "ch_1"], prob=1.0, mean=0.0, std=50.0)
+    datamodule = _datamodule(augmentations=[noise], channel_dropout_prob=1.0, channel_dropout_channels=[1])
+    record = _RecordStages()
+    cpu_trainer(
+        experiments_workdir,
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        callbacks=[record],
+    ).fit(_module(), datamodule)
+    assert len(record.train) == 2
+    assert len(record.val) == 2
+    for batch in record.train:
+        for key in ("anchor", "positive"):
+            assert batch[key].shape[1:] == (2, 5, 32, 32)
+            assert torch.count_nonzero(batch[key][:, 1]) == 0
+            assert batch[key][:, 0].std() > 10
+    for batch in record.val:
+        for key in ("anchor", "positive"):
+            assert torch.count_nonzero(batch[key][:, 1]) > 0
+            assert batch[key][:, 0].std() < 10
+
+
+class _CollectPredictions(Callback):
+    def __init__(self) -> None:
+        self.index: list[dict] = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.index.extend(outputs["index"])
+
+
+def test_predict_stage_embeds_every_cell_of_the_chosen_experiments_in_order(experiments_workdir):
+    """DATA-06: predict covers every tracked cell of predict_experiments once, in index order."""
+    datamodule = _datamodule(predict_experiments=["2025_08_15_TOMM20", "2025_09_03_SEC61"], batch_size=32)
+    collect = _CollectPredictions()
+    cpu_trainer(experiments_workdir, callbacks=[collect]).predict(_module(), datamodule, return_predictions=False)
+    tracks = datamodule.predict_dataset.index.tracks
+    assert len(collect.index) == len(tracks)
+    assert [row["experiment"] for row in collect.index] == tracks["experiment"].astype(str).tolist()
+    assert [(row["fov_name"], row["track_id"], row["t"]) for row in collect.index] == list(
+        zip(tracks["fov_name"], tracks["track_id"], tracks["t"], strict=True)
+    )
+    assert {row["experiment"] for row in collect.index} == {"2025_08_15_TOMM20", "2025_09_03_SEC61"}
+
+
+def test_datamodule_rejects_bad_experiment_splits(experiments_workdir):
+    """val_experiments must name known experiments and leave some to train on."""
+    with pytest.raises(ValueError, match="not in"):
+        _datamodule(val_experiments=["nope"]).setup("fit")
+    every = ["2025_07_22_SEC61", "2025_08_15_TOMM20", "2025_09_03_SEC61"]
+    with pytest.raises(ValueError, match="No training experiments remaining"):
+        _datamodule(val_experiments=every).setup("fit")
+    with pytest.raises(ValueError, match="final_yx_patch_size"):
+        _datamodule(final_yx_patch_size=(64, 64))
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    from lightning.pytorch import Callback, Trainer
+
+    from dynaclr.dataset import MultiExperimentTripletDataset
+    from dynaclr.datamodule import MultiExperimentDataModule
+    from dynaclr.engine import ContrastiveModule
+    from dynaclr.loss import NTXentHCL
+    from ddp_encoder import TinyEncoder
+
+    read = []
+    getitems = MultiExperimentTripletDataset.__getitems__
+
+    def recording(self, indices):
+        if self.fit and len(self.index.registry.experiments) > 1:
+            read.append([self.epoch, [int(i) for i in indices]])
+        return getitems(self, indices)
+
+    MultiExperimentTripletDataset.__getitems__ = recording
+
+    class Dump(Callback):
+        def on_train_end(self, trainer, pl_module):
+            Path(f"rank{trainer.global_rank}.json").write_text(
+                json.dumps({"world_size": trainer.world_size, "batches": read, "len": len(trainer.train_dataloader)})
+            )
+
+    datamodule = MultiExperimentDataModule(**json.loads(sys.argv[1]))
+    model = ContrastiveModule(
+        encoder=TinyEncoder(), loss_function=NTXentHCL(), log_batches_per_epoch=0,
+        example_input_array_shape=(1, 2, 5, 32, 32),
+    )
+    trainer = Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        use_distributed_sampler=False, callbacks=[Dump()],
+    )
+    trainer.fit(model, datamodule)
+    """
+)
+
+ENCODER_MODULE = textwrap.dedent(
+    """
+    from torch import nn
+
+    class TinyEncoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Linear(16, 8)
+            self.projection = nn.Linear(8, 4)
+
+        def forward(self, x):
+            features = self.features(nn.functional.adaptive_avg_pool3d(x, (1, 2, 4)).flatten(1))
+            return features, self.projection(features)
+    """
+)
+
+
+DDP_DATA = {
+    "experiments_yaml": "synthetic/experiments/experiments.yml",
+    "z_range": [0, 5],
+    "yx_patch_size": [48, 48],
+    "final_yx_patch_size": [32, 32],
+    "val_experiments": ["2025_08_15_TOMM20"],
+    "batch_size": 16,
+    "leaky": 0.1,
+    "temporal_enrichment": True,
+    "seed": 1,
+}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ranks_read_disjoint_batches_and_epochs_differ(experiments_workdir):
+    """Under 2-process DDP each rank reads its own shard of every epoch, and epoch 2 differs from epoch 1."""
+    (experiments_workdir / "train_ddp.py").write_text(DDP_SCRIPT)
+    (experiments_workdir / "ddp_encoder.py").write_text(ENCODER_MODULE)
+    result = run_command("train_ddp", json.dumps(DDP_DATA), cwd=experiments_workdir, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((experiments_workdir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(rank["world_size"] == 2 for rank in ranks)
+    per_rank_epoch = [
+        {epoch: [tuple(batch) for e, batch in rank["batches"] if e == epoch] for epoch in (0, 1)} for rank in ranks
+    ]
+    length = ranks[0]["len"]
+    assert length == ranks[1]["len"] >= 2
+    datamodule = MultiExperimentDataModule(**DDP_DATA)
+    datamodule.setup("fit")
+    single = FlexibleBatchSampler(
+        datamodule.train_dataset.index.valid_anchors, batch_size=16, leaky=0.1, temporal_enrichment=True, seed=1
+    )
+    for epoch in (0, 1):
+        first, second = per_rank_epoch[0][epoch], per_rank_epoch[1][epoch]
+        assert len(first) == len(second) == length
+        assert not set(first) & set(second)
+        epoch_batches = {tuple(single.batch(epoch, index)) for index in range(single.total_batches)}
+        assert set(first) | set(second) == epoch_batches
+    for rank in per_rank_epoch:
+        assert rank[0] != rank[1]
