@@ -120,7 +120,8 @@ class _EpochBatches:
         """Sampler position counting the batches training consumed, not those prefetched."""
         if not self.started:
             return self.flexible_sampler.state_dict()
-        return {"epoch": self.epoch, "batches_yielded": self.consumed, "num_replicas": self.flexible_sampler.num_replicas}
+        replicas = self.flexible_sampler.num_replicas
+        return {"epoch": self.epoch, "batches_yielded": self.consumed, "num_replicas": replicas}
 
 
 class MultiExperimentDataModule(LightningDataModule):
