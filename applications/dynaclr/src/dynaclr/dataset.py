@@ -208,12 +208,12 @@ class MultiExperimentTripletDataset(Dataset):
             low = np.searchsorted(self._sorted_keys, targets, side="left")
             high = np.searchsorted(self._sorted_keys, targets, side="right")
             weights = probabilities[None, :] * (high > low)
-            totals = weights.sum(axis=1)
+            cumulative = np.cumsum(weights, axis=1)
+            totals = cumulative[:, -1]
             if not totals.all():
                 self._raise_no_positive(rows[np.flatnonzero(totals == 0)[0]])
-            cumulative = np.cumsum(weights, axis=1)
-            choice = (cumulative < rng.random(len(rows))[:, None] * totals[:, None]).sum(axis=1)
-            choice = np.minimum(choice, len(taus) - 1)
+            # the first offset whose cumulative weight exceeds u * total (u in [0, 1)) has a positive weight
+            choice = (cumulative <= rng.random(len(rows))[:, None] * totals[:, None]).sum(axis=1)
             picked = np.arange(len(rows))
             start, stop = low[picked, choice], high[picked, choice]
             offsets = (rng.random(len(rows)) * (stop - start)).astype(np.int64)
