@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -27,6 +28,16 @@ def test_package_root_exports_resolve_to_their_modules():
     assert dynaclr.ContrastiveModule is ContrastiveModule
     assert dynaclr.MultiModalContrastiveModule is JointContrastiveModule
     assert set(dynaclr.__all__) <= set(dir(dynaclr))
+    v22 = {
+        "MultiExperimentIndex": "dynaclr.index",
+        "MultiExperimentTripletDataset": "dynaclr.dataset",
+        "MultiExperimentDataModule": "dynaclr.datamodule",
+        "ExperimentRegistry": "dynaclr.experiment",
+        "NTXentHCL": "dynaclr.loss",
+        "sample_tau": "dynaclr.tau_sampling",
+    }
+    for name, module in v22.items():
+        assert getattr(dynaclr, name) is getattr(importlib.import_module(module), name)
     with pytest.raises(AttributeError, match="has no attribute 'Missing'"):
         _ = dynaclr.Missing
 

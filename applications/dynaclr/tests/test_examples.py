@@ -22,6 +22,7 @@ import pytest
 import torch
 import yaml
 
+from dynaclr.experiment import ExperimentRegistry
 from viscy_data.ome_compat import fov_name, open_ome_zarr
 from viscy_data.synthetic import DEFAULT_WELL_CONDITIONS, TRACK_COLUMNS
 
@@ -98,6 +99,26 @@ def test_make_synthetic_data_refuses_to_overwrite(walkthrough_dir, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert (annotations.stat().st_mtime_ns, annotations.read_bytes()) == before
     assert vars(make.parse_args([])) == {"output_dir": Path("synthetic"), "seed": 0, "overwrite": False}
+
+
+# --------------------------------------------------------------------------------------------
+# make_synthetic_experiments.py
+
+
+def test_make_synthetic_experiments_writes_what_experiments_yml_lists(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    make = _load_example("make_synthetic_experiments.py")
+    assert make.main([]) == 0
+    out = capsys.readouterr().out
+    assert "2025_08_15_TOMM20: channels [Phase3D, RFP], 15 min/frame" in out
+    committed = ExperimentRegistry.from_yaml(CONFIGS / "experiments.yml")
+    written = yaml.safe_load((tmp_path / "synthetic" / "experiments" / "experiments.yml").read_text())
+    assert written == yaml.safe_load((CONFIGS / "experiments.yml").read_text())
+    assert committed.names == [entry["name"] for entry in written["experiments"]]
+    before = (tmp_path / "synthetic" / "experiments" / "experiments.yml").read_bytes()
+    assert make.main(["--seed", "1"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "synthetic" / "experiments" / "experiments.yml").read_bytes() == before
 
 
 # --------------------------------------------------------------------------------------------

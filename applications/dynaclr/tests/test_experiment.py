@@ -405,3 +405,16 @@ def test_lightning_cli_parser_builds_a_registry_from_yaml_mappings(plates):
     assert isinstance(registry, ExperimentRegistry)
     assert registry.active_channels == ["Phase3D", "GFP", "Mito", "RFP"]
     assert registry.experiments[1] == config(plates, "exp_b")
+
+
+def test_subset_keeps_the_whole_registry_channels(plates):
+    """A subset (e.g. the validation experiments) reads the same model channels as the whole registry."""
+    registry = ExperimentRegistry([config(plates, name) for name in PLATES], training_channels="all")
+    subset = registry.subset([registry.names[-1]])
+    assert subset.names == [registry.names[-1]]
+    assert subset.active_channels == registry.active_channels
+    assert subset.num_source_channels == registry.num_source_channels
+    assert subset.channel_maps == {registry.names[-1]: registry.channel_maps[registry.names[-1]]}
+    assert registry.names != subset.names
+    with pytest.raises(KeyError, match="not found in registry"):
+        registry.subset(["missing"])

@@ -326,3 +326,17 @@ def test_two_process_ddp_ranks_read_disjoint_batches_and_epochs_differ(experimen
         assert set(first) | set(second) == epoch_batches
     for rank in per_rank_epoch:
         assert rank[0] != rank[1]
+
+
+def test_training_channels_all_zero_fills_the_reporter_an_experiment_lacks(experiments_workdir):
+    """MEXP-05 through the DataModule: model channels [Phase3D, GFP, RFP] for training and validation alike."""
+    datamodule = _datamodule(training_channels="all", leaky=0.0, channel_dropout_channels=[1, 2])
+    datamodule.setup("fit")
+    assert datamodule.train_dataset.index.registry.active_channels == ["Phase3D", "GFP", "RFP"]
+    train = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
+    val = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+    for batch, missing, present in ((train, 2, 1), (val, 1, 2)):
+        for key in ("anchor", "positive"):
+            assert batch[key].shape == (16, 3, 5, 32, 32)
+            assert torch.count_nonzero(batch[key][:, missing]) == 0
+            assert torch.count_nonzero(batch[key][:, present]) > 0

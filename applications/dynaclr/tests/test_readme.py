@@ -57,6 +57,8 @@ def test_readme_names_the_walkthrough_commands():
         ["dynaclr", "predict"],
         ["dynaclr", "train-linear-classifier"],
         ["dynaclr", "apply-linear-classifier"],
+        ["python", "applications/dynaclr/examples/make_synthetic_experiments.py"],
+        ["dynaclr", "fit"],
     ]
 
 
@@ -67,6 +69,8 @@ def test_readme_walkthrough_runs_from_the_repository_root(tmp_path, monkeypatch)
     for command in _walkthrough_commands():
         _run(command, monkeypatch)
     assert (tmp_path / "logs" / "lightning_logs" / "dynaclr_fit" / "checkpoints" / "last.ckpt").is_file()
+    multi_experiment = tmp_path / "logs" / "lightning_logs" / "dynaclr_multi_experiment" / "checkpoints"
+    assert (multi_experiment / "last.ckpt").is_file()
     embeddings = ad.read_zarr(tmp_path / "embeddings.zarr")
     assert {"X_projections", "X_pca", "X_phate"} <= set(embeddings.obsm)
     predicted = ad.read_zarr(tmp_path / "embeddings_infection_state.zarr")

@@ -312,9 +312,7 @@ temporal_global_fraction, experiment_weights, condition_ratio
             raise NotImplementedError(f"MultiExperimentDataModule has no {stage!r} stage: use fit, validate, predict.")
 
     def _dataset(self, registry: ExperimentRegistry, names: Sequence[str], fit: bool) -> MultiExperimentTripletDataset:
-        subset = ExperimentRegistry(
-            [registry.get_experiment(name) for name in names], training_channels=self.training_channels
-        )
+        subset = registry.subset(names)
         index = MultiExperimentIndex(
             subset,
             z_range=self.z_range,
@@ -325,11 +323,6 @@ temporal_global_fraction, experiment_weights, condition_ratio
             max_border_shift=self.max_border_shift,
         )
         _logger.info("%s", index.summary())
-        if subset.active_channels != self._channel_names:
-            raise ValueError(
-                f"Experiments {list(names)} resolve to channels {subset.active_channels}, the whole registry to "
-                f"{self._channel_names}; with training_channels='shared' or 'all' use an explicit list of channels."
-            )
         return MultiExperimentTripletDataset(
             index,
             fit=fit,

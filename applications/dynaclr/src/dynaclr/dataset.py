@@ -110,6 +110,7 @@ class MultiExperimentTripletDataset(Dataset):
         self._key_order = np.argsort(self._row_keys, kind="stable")
         self._sorted_keys = self._row_keys[self._key_order]
         self._norm_meta = [read_norm_meta(position) for position in self.index.positions]
+        self._images = [position["0"] for position in self.index.positions]
 
     def _index_channels(self) -> None:
         """Per experiment: zarr channel of each model channel, and the names keying its norm metadata."""
@@ -124,7 +125,7 @@ class MultiExperimentTripletDataset(Dataset):
                 [None if zarr == MISSING_CHANNEL else experiment.channel_names[zarr] for zarr in zarr_channels]
             )
         self._channel_runs = [_channel_runs(zarr_channels) for zarr_channels in self._channel_maps]
-        dtypes = {np.dtype(position["0"].dtype) for position in self.index.positions}
+        dtypes = {np.dtype(image.dtype) for image in self._images}
         self._dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
 
     def _index_offsets(self) -> None:
@@ -261,9 +262,8 @@ class MultiExperimentTripletDataset(Dataset):
                     self._context = tensorstore_context(self.cache_pool_bytes)
                 store = self._stores.get(key)
                 if store is None:
-                    image = self.index.positions[fov]["0"]
-                    with naming_read_errors(image):
-                        store = self._stores[key] = open_tensorstore(image, context=self._context)
+                    with naming_read_errors(self._images[fov]):
+                        store = self._stores[key] = open_tensorstore(self._images[fov], context=self._context)
         return store
 
     def _read_patches(self, row_sets: list[np.ndarray]) -> list[Tensor]:
@@ -292,8 +292,7 @@ class MultiExperimentTripletDataset(Dataset):
                         reads.append((row, future))
                 batches.append(batch)
         for row, future in reads:
-            image = self.index.positions[self._row_fov[row]]["0"]
-            with naming_read_errors(image, time_point=int(self._row_t[row])):
+            with naming_read_errors(self._images[self._row_fov[row]], time_point=int(self._row_t[row])):
                 future.result()
         return [torch.from_numpy(batch) for batch in batches]
 

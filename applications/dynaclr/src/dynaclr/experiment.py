@@ -18,6 +18,7 @@ every experiment's zarr channels onto the model's input channels (``channel_maps
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -220,6 +221,34 @@ class ExperimentRegistry:
             if experiment.name == name:
                 return experiment
         raise KeyError(f"Experiment '{name}' not found in registry. Available: {self.names}")
+
+    def subset(self, names: Sequence[str]) -> ExperimentRegistry:
+        """Return a registry of some of the experiments that keeps this registry's model channels.
+
+        The subset's ``active_channels`` and ``channel_maps`` are this registry's, so a model
+        trained on one subset (say the training experiments) reads another (the validation
+        experiments) with the same channels, also with ``training_channels="shared"`` or ``"all"``.
+
+        Parameters
+        ----------
+        names : Sequence[str]
+            Experiment names, in the order wanted.
+
+        Returns
+        -------
+        ExperimentRegistry
+            The subset (its experiments are not validated again).
+
+        Raises
+        ------
+        KeyError
+            If a name is unknown.
+        """
+        subset = copy.copy(self)
+        subset.experiments = [self.get_experiment(name) for name in names]
+        subset.channel_maps = {name: dict(self.channel_maps[name]) for name in names}
+        subset.active_channels = list(self.active_channels)
+        return subset
 
     def tau_range_frames(self, name: str, tau_range_hours: Sequence[float]) -> tuple[int, int]:
         """Convert a tau range in hours to frames of one experiment.
