@@ -1,3 +1,5 @@
+import hashlib
+
 import pytest
 import torch
 
@@ -186,3 +188,30 @@ def test_fcmae_eval_is_deterministic():
     x = torch.rand(1, 1, 5, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x)[0], model(x)[0])
+
+
+def _weighted_sum(tensor: torch.Tensor) -> float:
+    """A checksum that also changes when values move: each element weighted by its position."""
+    flat = tensor.detach().double().flatten()
+    return (flat * torch.linspace(1, 2, flat.numel(), dtype=torch.float64)).sum().item()
+
+
+def test_fcmae_seeded_keys_weights_and_outputs_are_pinned():
+    """A seeded small FCMAE keeps its state_dict table, its initial weights and its outputs across refactors."""
+    torch.manual_seed(0)
+    model = FullyConvolutionalMAE(1, 1, **SMALL).eval()
+    state_dict = model.state_dict()
+    table = "\n".join(f"{key}:{tuple(value.shape)}" for key, value in state_dict.items())
+    assert len(state_dict) == 96
+    expected_table_sha256 = "cf9b18fbd02092c518bdb56ac66ca313bf617b0015f4a9d184b9c5dcdd3288ae"
+    assert hashlib.sha256(table.encode()).hexdigest() == expected_table_sha256
+    assert sum(_weighted_sum(value) for value in state_dict.values()) == pytest.approx(1038.9632821176342, rel=1e-9)
+    x = torch.rand(2, 1, 5, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y, _ = model(x)
+        y_masked, mask = model(x, mask_ratio=0.5, generator=torch.Generator().manual_seed(2))
+    assert y.double().sum().item() == pytest.approx(-222.41608784237178, rel=1e-5)
+    assert y.double().abs().sum().item() == pytest.approx(1893.1606818802538, rel=1e-5)
+    assert mask.sum().item() == 4096
+    assert y_masked.double().sum().item() == pytest.approx(-277.1082680320833, rel=1e-5)
+    assert y_masked.double().abs().sum().item() == pytest.approx(1940.642483299016, rel=1e-5)
