@@ -89,13 +89,13 @@ def test_missing_fov_statistics(plate_without_norm):
 def test_bad_annotation_columns_and_z(synthetic_plate, tmp_path):
     annotation = synthetic_plate.read_annotations().drop(columns=["infection_state"])
     with open_ome_zarr(synthetic_plate.store_path) as plate:
-        with pytest.raises(ValueError, match=r"missing column\(s\) \['infection_state'\]; columns found"):
+        with pytest.raises(ValueError, match=r"lacks columns \['infection_state'\]; columns present"):
             ClassificationDataset(plate, annotation, "GFP", (0, 2), None, (8, 8))
         with pytest.raises(ValueError, match=r"z_range \(2, 7\) does not fit the 5 Z slices of the plate; use \[start"):
             ClassificationDataset(plate, synthetic_plate.read_annotations(), "GFP", (2, 7), None, (8, 8))
     csv = tmp_path / "a.csv"
     pd.DataFrame({"fov_name": ["A/1/0"], "t": [0]}).to_csv(csv, index=False)
-    with pytest.raises(ValueError, match="columns found"):
+    with pytest.raises(ValueError, match="columns present"):
         ClassificationDataModule(synthetic_plate.store_path, csv, None, "GFP", (0, 1), [], [], [], (8, 8), 1, 0).setup(
             "fit"
         )

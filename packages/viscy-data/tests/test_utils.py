@@ -53,7 +53,7 @@ def test_channel_indices_lists_channels():
 
 
 def test_require_columns_lists_found():
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['x'\]; columns found: \['t', 'y'\]"):
+    with pytest.raises(ValueError, match=r"lacks columns \['x'\]; columns present: \['t', 'y'\]"):
         _require_columns(["t", "y"], ["t", "y", "x"], "Tracks")
 
 

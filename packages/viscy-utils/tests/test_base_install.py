@@ -59,6 +59,6 @@ def test_base_install_imports_and_names_missing_extras(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "NEEDS_EXTRA []" in result.stdout
-    assert "WRITER 'anndata' is not installed" in result.stdout
+    assert "WRITER anndata is not installed" in result.stdout
     assert "pip install 'viscy-utils[anndata]'" in result.stdout
     assert "CLI_OK" in result.stdout

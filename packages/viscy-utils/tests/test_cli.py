@@ -253,6 +253,19 @@ def test_export_onnx_matches_torch(tmp_path, viscy):
         viscy("export", "-c", str(config))
 
 
+def test_export_unwraps_a_torch_compiled_module(tmp_path):
+    """A torch.compile'd module exports like the module it wraps (public Lightning API, no torch._dynamo)."""
+    from viscy_utils.testing import TinyRegressor
+    from viscy_utils.trainer import VisCyTrainer
+
+    model = TinyRegressor(in_channels=2, out_channels=1, depth=3)
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": model.state_dict()}, ckpt)
+    trainer = VisCyTrainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.export(torch.compile(model), tmp_path / "compiled.onnx", ckpt)
+    assert (tmp_path / "compiled.onnx").stat().st_size > 0
+
+
 def test_export_loads_checkpoint_strictly(tmp_path):
     from viscy_utils.testing import TinyRegressor
     from viscy_utils.trainer import VisCyTrainer

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     __version__ = version("viscy-data")
@@ -62,49 +62,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ConcatDataModule",
     ),
 }
+"""Module (under ``viscy_data``) to the public names it defines: the one list of the package's exports."""
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-if TYPE_CHECKING:
-    from viscy_data._typing import (
-        INDEX_COLUMNS,
-        LABEL_CELL_CYCLE_STATE,
-        LABEL_CELL_DIVISION_STATE,
-        LABEL_CELL_REMODELING_STATE,
-        LABEL_INFECTION_STATE,
-        AnnotationColumns,
-        ChannelMap,
-        ChannelNormStats,
-        DictTransform,
-        HCSStackIndex,
-        LevelNormStats,
-        NormMeta,
-        OneOrSeq,
-        Sample,
-        SegmentationSample,
-        TrackingIndex,
-        TripletSample,
-    )
-    from viscy_data.cell_classification import ClassificationDataModule, ClassificationDataset
-    from viscy_data.cell_division_triplet import CellDivisionTripletDataModule, CellDivisionTripletDataset
-    from viscy_data.channel_dropout import ChannelDropout
-    from viscy_data.combined import (
-        BatchedConcatDataModule,
-        BatchedConcatDataset,
-        CachedConcatDataModule,
-        CombinedDataModule,
-        CombineMode,
-        ConcatDataModule,
-    )
-    from viscy_data.ctmc_v1 import CTMCv1DataModule
-    from viscy_data.distributed import ShardedDistributedSampler
-    from viscy_data.gpu_aug import CachedOmeZarrDataModule, CachedOmeZarrDataset, GPUTransformDataModule
-    from viscy_data.hcs import HCSDataModule, MaskTestDataset, SlidingWindowDataset
-    from viscy_data.livecell import LiveCellDataModule, LiveCellDataset, LiveCellTestDataset
-    from viscy_data.mmap_cache import MmappedDataModule, MmappedDataset
-    from viscy_data.sampler import FlexibleBatchSampler
-    from viscy_data.segmentation import SegmentationDataModule, SegmentationDataset
-    from viscy_data.select import SelectWell
-    from viscy_data.triplet import TripletDataModule, TripletDataset
 
 
 def __getattr__(name: str) -> Any:
@@ -121,59 +80,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_MODULE_OF])
 
 
-__all__ = [
-    # types and label maps
-    "AnnotationColumns",
-    "ChannelMap",
-    "ChannelNormStats",
-    "DictTransform",
-    "HCSStackIndex",
-    "INDEX_COLUMNS",
-    "LABEL_CELL_CYCLE_STATE",
-    "LABEL_CELL_DIVISION_STATE",
-    "LABEL_CELL_REMODELING_STATE",
-    "LABEL_INFECTION_STATE",
-    "LevelNormStats",
-    "NormMeta",
-    "OneOrSeq",
-    "Sample",
-    "SegmentationSample",
-    "TrackingIndex",
-    "TripletSample",
-    # selection and sampling
-    "SelectWell",
-    "ShardedDistributedSampler",
-    "FlexibleBatchSampler",
-    # virtual staining
-    "HCSDataModule",
-    "MaskTestDataset",
-    "SlidingWindowDataset",
-    # GPU augmentation and caching
-    "CachedOmeZarrDataModule",
-    "CachedOmeZarrDataset",
-    "GPUTransformDataModule",
-    "ChannelDropout",
-    "MmappedDataModule",
-    "MmappedDataset",
-    # contrastive learning
-    "TripletDataModule",
-    "TripletDataset",
-    "CellDivisionTripletDataModule",
-    "CellDivisionTripletDataset",
-    # classification, segmentation and external datasets
-    "ClassificationDataModule",
-    "ClassificationDataset",
-    "CTMCv1DataModule",
-    "LiveCellDataModule",
-    "LiveCellDataset",
-    "LiveCellTestDataset",
-    "SegmentationDataModule",
-    "SegmentationDataset",
-    # combining data modules
-    "BatchedConcatDataModule",
-    "BatchedConcatDataset",
-    "CachedConcatDataModule",
-    "CombinedDataModule",
-    "CombineMode",
-    "ConcatDataModule",
-]
+__all__ = list(_MODULE_OF)

@@ -137,12 +137,23 @@ def _check_z_range(start: int | None, stop: int | None, n_slices: int, where: st
         )
 
 
+class MissingColumnsError(KeyError, ValueError):
+    """A table lacks required columns.
+
+    Both a ``KeyError`` (a missing key, as pandas raises) and a ``ValueError`` (bad input), so that
+    callers catching either see it: one exception type for this condition across the packages.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def _require_columns(columns: Iterable[Hashable], required: Iterable[str], what: str) -> None:
-    """Fail naming the missing columns and the columns found."""
+    """Raise :class:`MissingColumnsError` naming the missing columns and the columns present."""
     found = list(columns)
     missing = [name for name in required if name not in found]
     if missing:
-        raise ValueError(f"{what} is missing column(s) {missing}; columns found: {found}.")
+        raise MissingColumnsError(f"{what} lacks columns {missing}; columns present: {found}.")
 
 
 def _split_indices(n: int, split_ratio: float, seed: int) -> tuple[list[int], list[int]]:

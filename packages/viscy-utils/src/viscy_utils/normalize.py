@@ -125,7 +125,7 @@ def hist_adapteq_2D(
     ValueError
         If ``kernel_size`` or ``clip_limit`` is out of range.
     """
-    exposure = import_optional("skimage.exposure", "eval")
+    exposure = import_optional("skimage.exposure", extra="eval")
     if kernel_size is not None:
         if isinstance(kernel_size, int):
             if kernel_size >= min(img.shape):

@@ -120,16 +120,18 @@ class VisCyTrainer(Trainer):
         ValueError
             If the model has no ``example_input_array`` or the checkpoint has no ``state_dict``.
         """
+        from lightning.pytorch.utilities.compile import to_uncompiled
+
         from viscy_utils._optional import import_optional
 
         if format.lower() != "onnx":
             raise NotImplementedError(f"Export format {format!r} is not supported; supported formats: ['onnx'].")
-        import_optional("onnx", "export")
+        import_optional("onnx", extra="export")
         export_path = Path(export_path)
         if export_path.exists() and not overwrite:
             raise FileExistsError(f"{export_path} exists; pass overwrite=True to replace it.")
-        if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
-            model = model._orig_mod
+        if not isinstance(model, LightningModule):  # torch.compile's wrapper of one
+            model = to_uncompiled(model)
         if model.example_input_array is None:
             raise ValueError(f"{type(model).__name__} sets no example_input_array, which defines the ONNX input.")
         checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")

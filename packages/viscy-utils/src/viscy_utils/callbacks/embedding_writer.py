@@ -100,11 +100,11 @@ def _check_output(output_path: Path, overwrite: bool) -> None:
 def _check_reduction_dependencies(pca_kwargs: dict | None, umap_kwargs: dict | None, phate_kwargs: dict | None) -> None:
     """Fail before any work when a requested reduction's library is missing."""
     if pca_kwargs is not None or umap_kwargs is not None or phate_kwargs is not None:
-        require_installed("sklearn", "eval")
+        require_installed("sklearn", extra="eval")
     if umap_kwargs is not None:
-        require_installed("umap", "eval")
+        require_installed("umap", extra="eval")
     if phate_kwargs is not None:
-        require_installed("phate", "eval")
+        require_installed("phate", extra="eval")
 
 
 def write_embedding_dataset(
@@ -156,7 +156,7 @@ def write_embedding_dataset(
     ValueError
         If the row counts of features, index and projections differ.
     """
-    anndata = import_optional("anndata", "anndata")
+    anndata = import_optional("anndata", extra="anndata")
     output_path = Path(output_path)
     _check_output(output_path, overwrite)
     _check_reduction_dependencies(pca_kwargs, umap_kwargs, phate_kwargs)
@@ -251,7 +251,7 @@ class EmbeddingWriter(BasePredictionWriter):
         if embedding_key not in ("features", "projections"):
             raise ValueError(f"embedding_key must be 'features' or 'projections', got {embedding_key!r}.")
         super().__init__(write_interval)
-        require_installed("anndata", "anndata")
+        require_installed("anndata", extra="anndata")
         _check_reduction_dependencies(pca_kwargs, umap_kwargs, phate_kwargs)
         self.output_path = Path(output_path)
         self.umap_kwargs = umap_kwargs
@@ -363,6 +363,6 @@ def read_embedding_dataset(path: str | Path) -> Any:
     xarray.Dataset
         With a ``sample`` MultiIndex over the available index columns.
     """
-    xarray = import_optional("xarray", "anndata")
+    xarray = import_optional("xarray", extra="anndata")
     dataset = xarray.open_zarr(path)
     return dataset.set_index(sample=get_available_index_columns(dataset, path))

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from viscy_data import INDEX_COLUMNS
+from viscy_data._utils import _require_columns
 
 __all__ = ["INDEX_COLUMNS", "embedding_matrix", "embedding_obs", "require_columns"]
 
@@ -74,7 +75,7 @@ def embedding_obs(data: Any) -> pd.DataFrame:
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], what: str = "embeddings") -> None:
-    """Raise ``KeyError`` naming the missing and the present columns.
+    """Raise :class:`viscy_data._utils.MissingColumnsError` (a ``KeyError``) naming the missing and the present columns.
 
     Parameters
     ----------
@@ -85,6 +86,4 @@ def require_columns(table: pd.DataFrame, columns: list[str], what: str = "embedd
     what : str
         Name of the table in the message.
     """
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise KeyError(f"The {what} lack columns {missing}; columns present: {list(table.columns)}.")
+    _require_columns(table.columns, columns, f"The {what}")

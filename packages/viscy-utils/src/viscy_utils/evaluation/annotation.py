@@ -64,7 +64,7 @@ def convert(
     """
     from viscy_utils.callbacks.embedding_writer import get_available_index_columns, read_embedding_dataset
 
-    anndata = import_optional("anndata", "anndata")
+    anndata = import_optional("anndata", extra="anndata")
     output_path = Path(output_path)
     if output_path.exists() and not overwrite:
         raise FileExistsError(f"{output_path} exists; pass overwrite=True to replace it.")

@@ -53,8 +53,8 @@ def knn_accuracy(
     float
         Accuracy over all held-out predictions.
     """
-    neighbors = import_optional("sklearn.neighbors", "eval")
-    model_selection = import_optional("sklearn.model_selection", "eval")
+    neighbors = import_optional("sklearn.neighbors", extra="eval")
+    model_selection = import_optional("sklearn.model_selection", extra="eval")
     embeddings = np.asarray(embeddings)
     annotations = np.asarray(annotations)
     if groups is None:
@@ -70,7 +70,7 @@ def knn_accuracy(
 
 
 def _scipy_distance(features: np.ndarray, metric: str) -> np.ndarray:
-    spatial = import_optional("scipy.spatial.distance", "eval")
+    spatial = import_optional("scipy.spatial.distance", extra="eval")
     return spatial.cdist(features, features, metric=metric)
 
 
@@ -156,7 +156,7 @@ def compare_time_offset(single_track_distances: np.ndarray, time_offset: int = 1
 
 def dbscan_clustering(embeddings: np.ndarray, eps: float = 0.5, min_samples: int = 5) -> np.ndarray:
     """DBSCAN cluster labels (-1 = noise)."""
-    cluster = import_optional("sklearn.cluster", "eval")
+    cluster = import_optional("sklearn.cluster", extra="eval")
     return cluster.DBSCAN(eps=eps, min_samples=min_samples).fit_predict(embeddings)
 
 
@@ -172,7 +172,7 @@ def clustering_evaluation(
     """
     if method not in ("nmi", "ari"):
         raise ValueError(f"method must be 'nmi' or 'ari', got {method!r}.")
-    metrics = import_optional("sklearn.metrics", "eval")
+    metrics = import_optional("sklearn.metrics", extra="eval")
     clusters = dbscan_clustering(embeddings)
     if method == "nmi":
         return float(metrics.normalized_mutual_info_score(annotations, clusters))

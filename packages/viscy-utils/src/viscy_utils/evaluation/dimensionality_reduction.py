@@ -20,7 +20,7 @@ _METADATA_COLUMNS = ["id", "fov_name", "t", "track_id"]
 
 def standard_scale(features: np.ndarray) -> np.ndarray:
     """Scale every feature to zero mean and unit variance (scikit-learn ``StandardScaler``)."""
-    preprocessing = import_optional("sklearn.preprocessing", "eval")
+    preprocessing = import_optional("sklearn.preprocessing", extra="eval")
     return preprocessing.StandardScaler().fit_transform(features)
 
 
@@ -74,7 +74,7 @@ def compute_phate(
     ImportError
         If phate (the ``eval`` extra) is missing.
     """
-    phate = import_optional("phate", "eval")
+    phate = import_optional("phate", extra="eval")
     features = embedding_matrix(embedding_dataset).astype(np.float64)
     n_samples = features.shape[0]
     if n_samples < 3:
@@ -119,7 +119,7 @@ def compute_pca(
         The ``(N, n_components)`` projection and a DataFrame with ``PC1..PCn`` (plus
         ``id, fov_name, t, track_id`` when the input carries them).
     """
-    decomposition = import_optional("sklearn.decomposition", "eval")
+    decomposition = import_optional("sklearn.decomposition", extra="eval")
     features = embedding_matrix(embedding_dataset)
     if normalize_features:
         features = standard_scale(features)
@@ -173,7 +173,7 @@ def fit_transform_umap(
     ValueError
         With fewer than 4 samples.
     """
-    umap = import_optional("umap", "eval")
+    umap = import_optional("umap", extra="eval")
     features = embedding_matrix(embeddings)
     n_samples = features.shape[0]
     if n_samples < 4:

@@ -109,7 +109,7 @@ class CellFeatures:
 
     def compute_intensity_features(self) -> IntensityFeatures:
         """Mean, spread, moments, spectral entropy and intensity-weighted gradient magnitude."""
-        stats = import_optional("scipy.stats", "eval")
+        stats = import_optional("scipy.stats", extra="eval")
         image = self.image
         gradient = np.hypot(*np.gradient(image))
         total = image.sum()
@@ -129,8 +129,8 @@ class CellFeatures:
 
     def compute_texture_features(self) -> TextureFeatures:
         """GLCM contrast, entropy, homogeneity and dissimilarity (distance 1, 45 degrees) and Haralick texture."""
-        feature = import_optional("skimage.feature", "eval")
-        mahotas = import_optional("mahotas", "eval")
+        feature = import_optional("skimage.feature", extra="eval")
+        mahotas = import_optional("mahotas", extra="eval")
         image8 = _to_uint8(self.image)
         glcm = feature.graycomatrix(image8, distances=[1], angles=[np.pi / 4], levels=256, symmetric=True, normed=True)
         p = glcm[:, :, 0, 0]
@@ -154,7 +154,7 @@ class CellFeatures:
         ValueError
             Without a mask, or with an empty one.
         """
-        measure = import_optional("skimage.measure", "eval")
+        measure = import_optional("skimage.measure", extra="eval")
         if self.segmentation_mask is None or not self.segmentation_mask.any():
             raise ValueError("Morphology features need a non-empty segmentation_mask.")
         mask = self.segmentation_mask
@@ -174,7 +174,7 @@ class CellFeatures:
 
     def compute_symmetry_descriptor(self) -> SymmetryDescriptor:
         """Zernike moments (radius 32) and the slope of the radial intensity profile."""
-        mahotas = import_optional("mahotas", "eval")
+        mahotas = import_optional("mahotas", extra="eval")
         moments = mahotas.features.zernike_moments(self.image, radius=32)
         y, x = np.indices(self.image.shape)
         center_y, center_x = (np.asarray(self.image.shape) - 1) / 2

@@ -71,9 +71,9 @@ def fit_logistic_regression(
     tuple
         The fitted model and ``((X_train, y_train), (X_test, y_test))``.
     """
-    linear_model = import_optional("sklearn.linear_model", "eval")
-    model_selection = import_optional("sklearn.model_selection", "eval")
-    preprocessing = import_optional("sklearn.preprocessing", "eval")
+    linear_model = import_optional("sklearn.linear_model", extra="eval")
+    model_selection = import_optional("sklearn.model_selection", extra="eval")
+    preprocessing = import_optional("sklearn.preprocessing", extra="eval")
     X, fovs = _features_and_fovs(features)
     codes = np.asarray(pd.Categorical(annotations).codes)
     if len(codes) != len(X):
@@ -147,10 +147,10 @@ class AssembledClassifier(nn.Module):
 
     def attribute_integrated_gradients(self, img: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Integrated-gradients attribution of the logit to the input (captum)."""
-        attr = import_optional("captum.attr", "eval")
+        attr = import_optional("captum.attr", extra="eval")
         return attr.IntegratedGradients(self).attribute(img, **kwargs)
 
     def attribute_occlusion(self, img: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Occlusion attribution of the logit to the input (captum)."""
-        attr = import_optional("captum.attr", "eval")
+        attr = import_optional("captum.attr", extra="eval")
         return attr.Occlusion(self).attribute(img, **kwargs)

@@ -146,7 +146,7 @@ def save_pipeline(
     FileExistsError
         If the pipeline's files exist and ``overwrite`` is False.
     """
-    joblib = import_optional("joblib", "eval")
+    joblib = import_optional("joblib", extra="eval")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = {"classifier": directory / f"{name}.joblib", "config": directory / f"{name}_config.json"}
@@ -184,7 +184,7 @@ def load_pipeline(directory: str | Path, name: str | None = None) -> tuple[Linea
     FileNotFoundError
         If no (or no unique) pipeline is found; the message lists the pipelines present.
     """
-    joblib = import_optional("joblib", "eval")
+    joblib = import_optional("joblib", extra="eval")
     directory = Path(directory)
     present = sorted(path.name.removesuffix("_config.json") for path in directory.glob("*_config.json"))
     if name is None:
@@ -239,7 +239,7 @@ def load_and_combine_datasets(datasets: Sequence[Mapping[str, Any]], task: str) 
     ValueError
         If no labelled cell is left in any dataset.
     """
-    anndata = import_optional("anndata", "anndata")
+    anndata = import_optional("anndata", extra="anndata")
     parts = []
     for dataset in datasets:
         adata = anndata.read_zarr(dataset["embeddings"])
@@ -275,7 +275,7 @@ def _classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes: np.ndarray, prefix: str
 ) -> dict[str, float]:
     """Accuracy, weighted and per-class precision/recall/F1, and AUROC (binary or macro one-vs-rest)."""
-    metrics_module = import_optional("sklearn.metrics", "eval")
+    metrics_module = import_optional("sklearn.metrics", extra="eval")
     metrics = {f"{prefix}_accuracy": float(metrics_module.accuracy_score(y_true, y_pred))}
     precision, recall, f1, _ = metrics_module.precision_recall_fscore_support(
         y_true, y_pred, average="weighted", zero_division=0
@@ -310,7 +310,7 @@ def _classification_metrics(
 
 def _split_indices(obs: pd.DataFrame, y: np.ndarray, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/validation indices; all frames of one tracked cell fall on the same side."""
-    model_selection = import_optional("sklearn.model_selection", "eval")
+    model_selection = import_optional("sklearn.model_selection", extra="eval")
     indices = np.arange(len(y))
     if train_fraction >= 1:
         return indices, indices[:0]
@@ -377,9 +377,9 @@ def train_linear_classifier(
     if use_pca and not n_pca_components:
         raise ValueError("use_pca=True needs n_pca_components.")
     require_columns(adata.obs, [task], what="embeddings obs")
-    linear_model = import_optional("sklearn.linear_model", "eval")
-    preprocessing = import_optional("sklearn.preprocessing", "eval")
-    decomposition = import_optional("sklearn.decomposition", "eval")
+    linear_model = import_optional("sklearn.linear_model", extra="eval")
+    preprocessing = import_optional("sklearn.preprocessing", extra="eval")
+    decomposition = import_optional("sklearn.decomposition", extra="eval")
     X = embedding_matrix(adata)
     y = adata.obs[task].astype(str).to_numpy()
     classes = np.unique(y)
@@ -501,7 +501,7 @@ def save_pipeline_to_wandb(
     str
         The model (artifact) name, see :func:`classifier_model_name`.
     """
-    wandb = import_optional("wandb", "wandb")
+    wandb = import_optional("wandb", extra="wandb")
     name = classifier_model_name(config)
     run = wandb.init(
         project=wandb_project,
@@ -546,7 +546,7 @@ def load_pipeline_from_wandb(
     tuple
         The pipeline, its config and ``{artifact_name, artifact_id, artifact_version}``.
     """
-    wandb = import_optional("wandb", "wandb")
+    wandb = import_optional("wandb", extra="wandb")
     prefix = f"{wandb_entity}/" if wandb_entity else ""
     artifact = wandb.Api().artifact(f"{prefix}{wandb_project}/{model_name}:{version}", type="model")
     pipeline, config = load_pipeline(artifact.download(), model_name)
@@ -610,7 +610,7 @@ def predict_from_config(config: LinearClassifierInferenceConfig) -> Any:
     AnnData
         The annotated embeddings.
     """
-    anndata = import_optional("anndata", "anndata")
+    anndata = import_optional("anndata", extra="anndata")
     if config.pipeline_dir is not None:
         pipeline, _ = load_pipeline(config.pipeline_dir, config.model_name)
         metadata = None

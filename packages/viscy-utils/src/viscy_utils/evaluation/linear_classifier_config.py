@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from viscy_utils._optional import import_optional
 
-pydantic = import_optional("pydantic", "eval")
+pydantic = import_optional("pydantic", extra="eval")
 
 __all__ = ["LinearClassifierInferenceConfig", "LinearClassifierTrainConfig"]
 

@@ -35,7 +35,7 @@ def VOI_metric(target: np.ndarray, prediction: np.ndarray) -> list[float]:
     list of float
         ``[VI]``, the sum of the two conditional entropies.
     """
-    metrics = import_optional("skimage.metrics", "eval")
+    metrics = import_optional("skimage.metrics", extra="eval")
     split, merge = metrics.variation_of_information(np.asarray(target), np.asarray(prediction))
     return [float(split + merge)]
 
@@ -56,8 +56,8 @@ def POD_metric(target_bin: np.ndarray, pred_bin: np.ndarray) -> list[float]:
     list of float
         ``[TP, FP, FN, precision, recall, f1]``.
     """
-    measure = import_optional("skimage.measure", "eval")
-    optimize = import_optional("scipy.optimize", "eval")
+    measure = import_optional("skimage.measure", extra="eval")
+    optimize = import_optional("scipy.optimize", extra="eval")
     targets = measure.regionprops(measure.label(np.asarray(target_bin) > 0))
     predictions = measure.regionprops(measure.label(np.asarray(pred_bin) > 0))
     true_positives = 0
@@ -122,7 +122,7 @@ def mean_average_precision(pred_labels: torch.Tensor, target_labels: torch.Tenso
     dict
         torchmetrics' results (``map``, ``map_50``, ``mar_100``...).
     """
-    detection = import_optional("torchmetrics.detection", "eval")
+    detection = import_optional("torchmetrics.detection", extra="eval")
     metric = detection.MeanAveragePrecision(
         iou_type="segm", box_format="xyxy", max_detection_thresholds=[1, 100, 10000], **kwargs
     )

@@ -109,9 +109,9 @@ def find_distribution_peak(data: np.ndarray, method: Literal["kde_robust", "hist
         return float("nan")
     if np.ptp(data) == 0 or data.size < 2:
         return float(np.median(data))
-    signal = import_optional("scipy.signal", "eval")
+    signal = import_optional("scipy.signal", extra="eval")
     if method == "kde_robust":
-        stats = import_optional("scipy.stats", "eval")
+        stats = import_optional("scipy.stats", extra="eval")
         grid = np.linspace(data.min(), data.max(), 1000)
         if data.size > _MAX_KDE_SAMPLES:
             data = np.random.default_rng(0).choice(data, _MAX_KDE_SAMPLES, replace=False)

@@ -55,7 +55,7 @@ def load_embeddings(features_path: str | Path) -> Any:
 
     features_path = Path(features_path)
     if (features_path / "obs").exists():
-        anndata = import_optional("anndata", "anndata")
+        anndata = import_optional("anndata", extra="anndata")
         return anndata.read_zarr(features_path)
     return read_embedding_dataset(features_path).reset_index("sample")
 
@@ -80,7 +80,7 @@ def find_free_port(ports: Sequence[int] = PORT_RANGE, host: str = "127.0.0.1") -
 
 def _encode_jpeg(image: np.ndarray) -> str:
     """Rescale a 2-D image to 8 bits and return it as a base64 JPEG."""
-    pil = import_optional("PIL.Image", "viz")
+    pil = import_optional("PIL.Image", extra="viz")
     low, high = np.percentile(image, (1, 99)) if image.size else (0.0, 0.0)
     scaled = np.zeros(image.shape, dtype=np.uint8)
     if high > low:
@@ -271,7 +271,7 @@ class EmbeddingVisualizationApp:
 
     def figure(self, x_axis: str = "PC1", y_axis: str = "PC2", color_by: str = "track_id") -> Any:
         """Scatter plot of the selected cells (plotly figure); ``customdata`` holds each point's row."""
-        express = import_optional("plotly.express", "viz")
+        express = import_optional("plotly.express", extra="viz")
         table = self.table.assign(row=np.arange(len(self.table)), track_id=self.table["track_id"].astype(str))
         return express.scatter(
             table,
@@ -338,7 +338,7 @@ class EmbeddingVisualizationApp:
 
     def build_app(self) -> Any:
         """Create the Dash app: axis and color pickers, the scatter plot, thumbnails and cluster controls."""
-        dash = import_optional("dash", "viz")
+        dash = import_optional("dash", extra="viz")
         html, dcc = dash.html, dash.dcc
         components = [c for c in self.table.columns if c.startswith("PC")]
         app = dash.Dash(__name__)
