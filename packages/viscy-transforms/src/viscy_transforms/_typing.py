@@ -1,4 +1,8 @@
-"""Types shared by the transforms: sample dictionaries and normalization metadata (private)."""
+"""Types shared by the transforms: sample dictionaries and normalization metadata (private).
+
+viscy-transforms does not depend on viscy-data, so these are copies of the definitions in
+``viscy_data._typing``, the source of truth; ``tests/test_typing.py`` fails when they differ.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ class LevelNormStats(TypedDict, total=False):
     p5: Tensor
     p95: Tensor
     p99: Tensor
+    p99_p1: Tensor
+    p95_p5: Tensor
 
 
 class ChannelNormStats(TypedDict, total=False):
