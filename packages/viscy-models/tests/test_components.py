@@ -1,5 +1,8 @@
 import pytest
+import timm.models.convnext
 import torch
+from timm.layers import LayerNorm2d
+from timm.models.convnext import ConvNeXtStage
 from torch import nn
 
 from viscy_models.components import (
@@ -12,6 +15,7 @@ from viscy_models.components import (
     UnsqueezeHead,
     convnext_decoder_stage,
     icnr_init,
+    init_convnext_weights,
 )
 
 
@@ -112,6 +116,49 @@ def test_pixel_to_voxel_shuffle_head_validates_channels():
 
 def test_unsqueeze_head():
     assert UnsqueezeHead()(torch.rand(2, 3, 8, 8)).shape == (2, 3, 1, 8, 8)
+
+
+def _convnext_layers() -> nn.Module:
+    """A freshly built ConvNeXt-V2 stage (LayerNorm2d, depthwise and 1x1 convs, GRN), a Linear and a bias-free conv."""
+    stage = ConvNeXtStage(
+        16, 32, stride=2, depth=2, ls_init_value=None, conv_mlp=True, use_grn=True, norm_layer=LayerNorm2d
+    )
+    return nn.Sequential(stage, nn.Linear(32, 8), nn.Conv2d(8, 8, 3, bias=False), LayerNorm2d(8))
+
+
+def test_init_convnext_weights_draws_what_timm_draws():
+    """Catches drift from timm's private ConvNeXt initialization, which this package no longer imports."""
+    timm_init = getattr(timm.models.convnext, "_init_weights", None)
+    if timm_init is None:
+        pytest.skip("this timm has no timm.models.convnext._init_weights to compare with")
+    ours, theirs = _convnext_layers(), _convnext_layers()
+    torch.manual_seed(7)
+    ours.apply(init_convnext_weights)
+    after_ours = torch.rand(1)
+    torch.manual_seed(7)
+    theirs.apply(timm_init)
+    after_theirs = torch.rand(1)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, theirs.state_dict()[key]), key
+    assert torch.equal(after_ours, after_theirs)  # the same number of random draws
+
+
+def test_init_convnext_weights_values():
+    layers = _convnext_layers()
+    for module in layers.modules():
+        if isinstance(module, nn.LayerNorm):
+            nn.init.normal_(module.weight)
+    layers.apply(init_convnext_weights)
+    linear, conv, norm = layers[1], layers[2], layers[3]
+    assert torch.equal(linear.bias, torch.zeros(8))
+    assert linear.weight.abs().max() <= 2.0
+    assert 0.015 < linear.weight.std() < 0.025
+    assert conv.bias is None
+    assert 0.015 < conv.weight.std() < 0.025
+    assert torch.equal(norm.weight, torch.ones(8))
+    assert torch.equal(norm.bias, torch.zeros(8))
+    assert torch.equal(layers[0].blocks[0].mlp.grn.weight, torch.zeros(128))  # other layers are left alone
 
 
 def test_convnext_decoder_stage_projects_channels():

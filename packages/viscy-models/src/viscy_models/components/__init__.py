@@ -4,7 +4,7 @@ from viscy_models.components.blocks import UNeXt2Decoder, UNeXt2UpStage, convnex
 from viscy_models.components.conv_block_2d import ConvBlock2D
 from viscy_models.components.conv_block_3d import ConvBlock3D
 from viscy_models.components.heads import PixelToVoxelHead, PixelToVoxelShuffleHead, UnsqueezeHead
-from viscy_models.components.init import icnr_init
+from viscy_models.components.init import icnr_init, init_convnext_weights
 from viscy_models.components.stems import StemDepthtoChannels, UNeXt2Stem
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "PixelToVoxelShuffleHead",
     "UnsqueezeHead",
     "icnr_init",
+    "init_convnext_weights",
     "UNeXt2UpStage",
     "UNeXt2Decoder",
     "convnext_decoder_stage",

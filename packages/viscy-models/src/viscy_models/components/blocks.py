@@ -6,10 +6,10 @@ from typing import Literal
 import torch
 from monai.networks.blocks import ResidualUnit, UpSample
 from timm.layers import LayerNorm2d
-from timm.models.convnext import ConvNeXtStage, _init_weights
+from timm.models.convnext import ConvNeXtStage
 from torch import Tensor, nn
 
-from viscy_models.components.init import icnr_init
+from viscy_models.components.init import icnr_init, init_convnext_weights
 
 UpsampleMode = Literal["deconv", "pixelshuffle"]
 UPSAMPLE_MODES: tuple[str, ...] = ("deconv", "pixelshuffle")
@@ -35,7 +35,7 @@ def convnext_decoder_stage(
     Returns
     -------
     ConvNeXtStage
-        The stage, initialized as timm initializes ConvNeXt (truncated normal, zero bias).
+        The stage, initialized with :func:`~viscy_models.components.init_convnext_weights`.
     """
     stage = ConvNeXtStage(
         in_chs=in_channels,
@@ -47,7 +47,7 @@ def convnext_decoder_stage(
         use_grn=True,
         norm_layer=LayerNorm2d,
     )
-    stage.apply(_init_weights)
+    stage.apply(init_convnext_weights)
     if icnr_upsample_factor is not None:
         icnr_init(stage.blocks[-1].mlp.fc2, icnr_upsample_factor, upsample_dims=2)
     return stage

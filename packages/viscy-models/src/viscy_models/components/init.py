@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 import torch
+from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 
@@ -45,3 +46,25 @@ def icnr_init(
     init(kernel)
     with torch.no_grad():
         weight.copy_(kernel.repeat_interleave(sub_pixels, dim=0))
+
+
+def init_convnext_weights(module: nn.Module) -> None:
+    """Initialize one layer as ConvNeXt does; use it as ``model.apply(init_convnext_weights)``.
+
+    ``nn.Conv2d`` and ``nn.Linear`` weights are drawn from timm's truncated normal (std 0.02, cut at +-2), their
+    biases set to zero; ``nn.LayerNorm`` (including timm's ``LayerNorm2d``) gets weight one and bias zero. Other
+    layers are left alone. On a freshly built module this draws exactly the weights that timm's ConvNeXt
+    initialization draws from the same random state.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The layer to initialize in place.
+    """
+    if isinstance(module, nn.Conv2d | nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

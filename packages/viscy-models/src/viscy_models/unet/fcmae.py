@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from timm.layers import DropPath, GlobalResponseNormMlp, LayerNorm2d, create_conv2d, trunc_normal_
+from timm.layers import DropPath, GlobalResponseNormMlp, LayerNorm2d, create_conv2d
 from torch import BoolTensor, Tensor, nn
 
 from viscy_models.components.blocks import UNeXt2Decoder
 from viscy_models.components.heads import PixelToVoxelHead, PixelToVoxelShuffleHead
+from viscy_models.components.init import init_convnext_weights
 from viscy_models.components.stems import fold_depth_into_channels
 
 
@@ -262,16 +263,6 @@ class MaskedAdaptiveProjection(nn.Module):
         return _tokenwise(self.norm, x, unmasked)
 
 
-def _init_encoder_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Conv2d | nn.Linear):
-        trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 class MaskedMultiscaleEncoder(nn.Module):
     """ConvNeXt-V2 encoder with random patch masking, returning one feature map per stage.
 
@@ -326,7 +317,7 @@ class MaskedMultiscaleEncoder(nn.Module):
             )
         self.stem_stride = stem_kernel_size[1]
         self.total_stride = stem_kernel_size[1] * 2 ** (len(dims) - 1)
-        self.apply(_init_encoder_weights)
+        self.apply(init_convnext_weights)
 
     def forward(
         self, x: Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None
