@@ -156,9 +156,11 @@ class MultiExperimentIndex:
         tracks = self._clamp_borders(tracks)
         if tracks.empty:
             raise ValueError(f"No observation left in experiments {registry.names} after border filtering.")
-        self.tracks = tracks.reset_index(drop=True)
+        tracks.index = pd.RangeIndex(len(tracks))  # in place: a reset_index would copy the whole table
+        self.tracks = tracks
         self.anchor_rows = np.flatnonzero(self._valid_anchor_mask())
-        self.valid_anchors = self.tracks.iloc[self.anchor_rows].reset_index(drop=True)
+        self.valid_anchors = self.tracks.iloc[self.anchor_rows]
+        self.valid_anchors.index = pd.RangeIndex(len(self.anchor_rows))
 
     def _load_experiment(self, experiment: ExperimentConfig) -> list[pd.DataFrame]:
         """Open the experiment's positions and read each selected FOV's tracks CSV."""
@@ -300,8 +302,8 @@ class MultiExperimentIndex:
     def _valid_anchor_mask(self) -> np.ndarray:
         """Rows with a same-lineage observation ``tau`` frames later for some ``tau != 0`` of their range."""
         lineage, t = self.lineage_time_keys()
-        keys = np.unique(lineage * self.time_stride + t)
         row_keys = lineage * self.time_stride + t
+        keys = np.sort(row_keys)  # duplicates are harmless to the lookup, and sorting is much cheaper than unique
         experiments = self.tracks["experiment"].cat.codes.to_numpy()
         valid = np.zeros(len(self.tracks), dtype=bool)
         for code, name in enumerate(self.registry.names):
@@ -424,7 +426,7 @@ def _warn_dropped(tracks: pd.DataFrame, dropped: np.ndarray, reason: str) -> Non
 
 
 def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Whether each query is in ``sorted_keys`` (ascending, unique)."""
+    """Whether each query is in ``sorted_keys`` (ascending)."""
     if not len(sorted_keys):
         return np.zeros(len(queries), dtype=bool)
     found = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
