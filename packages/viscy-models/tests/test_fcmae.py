@@ -1,4 +1,5 @@
 import hashlib
+import inspect
 
 import pytest
 import torch
@@ -102,6 +103,105 @@ def test_masked_stage_differs_from_unmasked():
     unmasked = ~upsample_mask(generate_mask((1, 1, 8, 8), 4, 0.5), (8, 8))
     assert stage(x).shape == (1, 16, 8, 8)
     assert not torch.allclose(stage(x, unmasked), stage(x))
+
+
+@pytest.mark.parametrize(
+    ("cls", "expected"),
+    [
+        (
+            MaskedConvNeXtV2Block,
+            "(in_channels, out_channels=None, kernel_size=7, stride=1, mlp_ratio=4, drop_path=0.0)",
+        ),
+        (
+            MaskedConvNeXtV2Stage,
+            "(in_channels, out_channels, kernel_size=7, stride=2, num_blocks=2, drop_path_rates=None)",
+        ),
+        (MaskedAdaptiveProjection, "(in_channels, out_channels, kernel_size_2d=4, kernel_depth=5, in_stack_depth=5)"),
+    ],
+)
+def test_building_blocks_take_the_reference_arguments(cls, expected):
+    parameters = inspect.signature(cls).parameters.values()
+    assert f"({', '.join(str(p.replace(annotation=inspect.Parameter.empty)) for p in parameters)})" == expected
+
+
+def _coarse_unmasked(batch: int, size: int) -> torch.BoolTensor:
+    """A half-masked ``(batch, 1, size, size)`` visibility grid."""
+    return ~generate_mask((batch, 1, size, size), 1, 0.5, generator=torch.Generator().manual_seed(5))
+
+
+def test_block_with_reference_arguments_changes_channels_and_stride():
+    block = MaskedConvNeXtV2Block(8, 16, kernel_size=3, stride=2, mlp_ratio=2, drop_path=0.1).eval()
+    assert [(key, tuple(value.shape)) for key, value in block.state_dict().items()] == [
+        ("dwconv.weight", (16, 1, 3, 3)),
+        ("layernorm.weight", (16,)),
+        ("layernorm.bias", (16,)),
+        ("mlp.fc1.weight", (32, 16)),
+        ("mlp.fc1.bias", (32,)),
+        ("mlp.grn.weight", (32,)),
+        ("mlp.grn.bias", (32,)),
+        ("mlp.fc2.weight", (16, 32)),
+        ("mlp.fc2.bias", (16,)),
+        ("shortcut.conv.weight", (16, 8, 1, 1)),
+    ]
+    torch.nn.init.normal_(block.mlp.grn.weight)
+    x = torch.rand(2, 8, 16, 16)
+    assert block(x).shape == (2, 16, 8, 8)
+    unmasked = _coarse_unmasked(2, 4)  # coarser than the 8x8 output: the block upsamples it
+    y = block(x, unmasked)
+    visible = upsample_mask(unmasked, (8, 8))
+    assert torch.equal(y * ~visible, torch.zeros_like(y))
+    noisy = torch.where(upsample_mask(unmasked, (16, 16)), x, torch.randn_like(x) * 100)
+    torch.testing.assert_close(block(noisy, unmasked), y)
+
+
+def test_block_rejects_output_channels_that_are_not_a_multiple():
+    with pytest.raises(ValueError, match="out_channels=12 must be a multiple of in_channels=8"):
+        MaskedConvNeXtV2Block(8, 12)
+
+
+def test_stage_kernel_size_is_the_blocks_depthwise_kernel():
+    stage = MaskedConvNeXtV2Stage(8, 16, kernel_size=3, stride=2, num_blocks=3, drop_path_rates=(0.0, 0.1, 0.2))
+    assert [block.dwconv.kernel_size for block in stage.blocks] == [(3, 3)] * 3
+    assert stage.downsample[1].kernel_size == (2, 2)
+    assert stage.downsample[1].stride == (2, 2)
+    assert [type(block.drop_path).__name__ for block in stage.blocks] == ["Identity", "DropPath", "DropPath"]
+    assert MaskedConvNeXtV2Stage(8, 8).blocks[0].dwconv.kernel_size == (7, 7)
+    assert isinstance(MaskedConvNeXtV2Stage(8, 8, stride=1).downsample, torch.nn.Identity)
+
+
+def test_stage_rejects_a_wrong_number_of_drop_path_rates():
+    with pytest.raises(ValueError, match="Need 2 drop path rates, got 1"):
+        MaskedConvNeXtV2Stage(8, 16, drop_path_rates=(0.1,))
+
+
+def test_stage_upsamples_a_coarse_mask_itself():
+    stage = MaskedConvNeXtV2Stage(8, 16, kernel_size=5, num_blocks=2).eval()
+    for block in stage.blocks:
+        torch.nn.init.normal_(block.mlp.grn.weight)
+    x = torch.rand(2, 8, 32, 32)
+    unmasked = _coarse_unmasked(2, 4)
+    y = stage(x, unmasked)
+    assert y.shape == (2, 16, 16, 16)
+    torch.testing.assert_close(y, stage(x, upsample_mask(unmasked, (16, 16))))
+    assert torch.equal(y * ~upsample_mask(unmasked, (16, 16)), torch.zeros_like(y))
+
+
+def test_stage_rejects_a_mask_it_cannot_upsample():
+    with pytest.raises(ValueError, match="Cannot upsample a mask of size \\(3, 3\\) to \\(8, 8\\)"):
+        MaskedConvNeXtV2Stage(8, 16)(torch.rand(1, 8, 16, 16), torch.ones(1, 1, 3, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("depth", [5, 1])
+def test_projection_upsamples_a_coarse_mask_itself(depth):
+    projection = MaskedAdaptiveProjection(1, 16, kernel_size_2d=4, kernel_depth=5, in_stack_depth=5)
+    x = torch.rand(2, 1, depth, 32, 32)
+    unmasked = _coarse_unmasked(2, 2)
+    y = projection(x, unmasked)
+    assert y.shape == (2, 16, 8, 8)
+    torch.testing.assert_close(y, projection(x, upsample_mask(unmasked, (8, 8))))
+    visible = upsample_mask(unmasked, (8, 8))
+    assert torch.equal(y * ~visible, torch.zeros_like(y))
+    torch.testing.assert_close(y * visible, projection(x) * visible)
 
 
 @pytest.mark.parametrize(

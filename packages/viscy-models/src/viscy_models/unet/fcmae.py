@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from timm.layers import DropPath, GlobalResponseNormMlp, LayerNorm2d, create_conv2d
+from timm.models.convnext import Downsample
 from torch import BoolTensor, Tensor, nn
 
 from viscy_models.components.blocks import UNeXt2Decoder
@@ -67,12 +68,16 @@ def generate_mask(
 def upsample_mask(mask: BoolTensor, target_shape: Sequence[int]) -> BoolTensor:
     """Nearest-neighbour upsample a ``(B, 1, h, w)`` mask to the spatial size ``target_shape[-2:]``.
 
+    A mask that already has that size is returned as is.
+
     Raises
     ------
     ValueError
         If the target size is not an integer multiple of the mask size.
     """
     height, width = target_shape[-2], target_shape[-1]
+    if (height, width) == tuple(mask.shape[-2:]):
+        return mask
     if height % mask.shape[-2] or width % mask.shape[-1]:
         raise ValueError(f"Cannot upsample a mask of size {tuple(mask.shape[-2:])} to {(height, width)}.")
     return mask.repeat_interleave(height // mask.shape[-2], dim=-2).repeat_interleave(width // mask.shape[-1], dim=-1)
@@ -134,34 +139,80 @@ def _tokenwise(fn: Callable[[Tensor], Tensor], x: Tensor, unmasked: BoolTensor |
 
 
 class MaskedConvNeXtV2Block(nn.Module):
-    """ConvNeXt-V2 block that can skip masked pixels.
+    """ConvNeXt-V2 block that skips masked pixels: depthwise conv, then LayerNorm and GRN MLP on visible pixels.
+
+    Masked pixels are zeroed before the convolution and carry only the (zeroed) shortcut after it, so they never
+    reach the statistics of the visible ones.
 
     Parameters
     ----------
     in_channels : int
-        Channels (input and output).
+        Input channels.
+    out_channels : int or None
+        Output channels, a multiple of ``in_channels`` (depthwise convolution); None for ``in_channels``.
     kernel_size : int
         Depthwise convolution kernel size.
+    stride : int
+        Depthwise convolution stride.
     mlp_ratio : int
-        Hidden width of the MLP relative to ``in_channels``.
+        Hidden width of the MLP relative to ``out_channels``.
     drop_path : float
         Stochastic depth rate.
+
+    Raises
+    ------
+    ValueError
+        If ``out_channels`` is not a multiple of ``in_channels``.
     """
 
-    def __init__(self, in_channels: int, kernel_size: int = 7, mlp_ratio: int = 4, drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        kernel_size: int = 7,
+        stride: int = 1,
+        mlp_ratio: int = 4,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.dwconv = create_conv2d(in_channels, in_channels, kernel_size=kernel_size, depthwise=True, bias=False)
-        self.layernorm = nn.LayerNorm(in_channels)
-        self.mlp = GlobalResponseNormMlp(in_channels, in_channels * mlp_ratio, use_conv=False)
-        self.shortcut = nn.Identity()
+        out_channels = out_channels or in_channels
+        if out_channels % in_channels:
+            raise ValueError(
+                f"out_channels={out_channels} must be a multiple of in_channels={in_channels} (depthwise convolution)."
+            )
+        self.dwconv = create_conv2d(
+            in_channels, out_channels, kernel_size=kernel_size, stride=stride, depthwise=True, bias=False
+        )
+        self.layernorm = nn.LayerNorm(out_channels)
+        self.mlp = GlobalResponseNormMlp(out_channels, out_channels * mlp_ratio, use_conv=False)
+        if in_channels != out_channels or stride > 1:
+            self.shortcut = Downsample(in_channels, out_channels, stride=stride)
+        else:
+            self.shortcut = nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, unmasked: BoolTensor | None = None) -> Tensor:
-        """Apply the block; ``unmasked`` is ``(B, 1, H, W)``, True where visible. The input is not modified."""
+        """Apply the block; the input is not modified.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``(B, in_channels, H, W)``.
+        unmasked : BoolTensor or None
+            ``(B, 1, h, w)``, True where visible, at the output resolution or a coarser one that divides it; it is
+            upsampled to the input and output resolutions. None: no masking.
+
+        Returns
+        -------
+        Tensor
+            ``(B, out_channels, H / stride, W / stride)``, zero at masked pixels unless the shortcut is a projection.
+        """
         if unmasked is not None:
-            x = x * unmasked
+            x = x * upsample_mask(unmasked, x.shape)
         shortcut = self.shortcut(x)
         x = self.dwconv(x)
+        if unmasked is not None:
+            unmasked = upsample_mask(unmasked, x.shape)
         x = _tokenwise(lambda tokens: self.mlp(self.layernorm(tokens)), x, unmasked)
         return shortcut + self.drop_path(x)
 
@@ -176,40 +227,64 @@ class MaskedConvNeXtV2Stage(nn.Module):
     out_channels : int
         Output channels.
     kernel_size : int
-        Downsampling kernel size.
+        Depthwise convolution kernel size of the blocks.
     stride : int
-        Downsampling stride; with stride 1 and equal channels there is no downsampling layer.
+        Downsampling factor (kernel and stride of the downsampling conv); with stride 1 and equal channels there is
+        no downsampling layer.
     num_blocks : int
         Number of blocks.
     drop_path_rates : Sequence[float] or None
         Stochastic depth rate per block; None for 0.
+
+    Raises
+    ------
+    ValueError
+        If ``drop_path_rates`` does not have ``num_blocks`` entries.
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 2,
+        kernel_size: int = 7,
         stride: int = 2,
         num_blocks: int = 2,
         drop_path_rates: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if in_channels != out_channels or stride > 1:
-            self.downsample = nn.Sequential(
-                LayerNorm2d(in_channels),
-                nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride),
-            )
-        else:
-            self.downsample = nn.Identity()
         rates = drop_path_rates if drop_path_rates is not None else (0.0,) * num_blocks
         if len(rates) != num_blocks:
             raise ValueError(f"Need {num_blocks} drop path rates, got {len(rates)}.")
-        self.blocks = nn.ModuleList(MaskedConvNeXtV2Block(out_channels, drop_path=rate) for rate in rates)
+        if in_channels != out_channels or stride > 1:
+            self.downsample = nn.Sequential(
+                LayerNorm2d(in_channels),
+                nn.Conv2d(in_channels, out_channels, kernel_size=stride, stride=stride),
+            )
+        else:
+            self.downsample = nn.Identity()
+        self.blocks = nn.ModuleList(
+            MaskedConvNeXtV2Block(out_channels, kernel_size=kernel_size, drop_path=rate) for rate in rates
+        )
 
     def forward(self, x: Tensor, unmasked: BoolTensor | None = None) -> Tensor:
-        """Downsample, then apply the blocks with ``unmasked`` given at the output resolution."""
+        """Downsample, then apply the blocks.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``(B, in_channels, H, W)``.
+        unmasked : BoolTensor or None
+            ``(B, 1, h, w)``, True where visible, at the stage's output resolution or a coarser one that divides
+            it; the stage upsamples it. None: no masking.
+
+        Returns
+        -------
+        Tensor
+            ``(B, out_channels, H / stride, W / stride)``.
+        """
         x = self.downsample(x)
+        if unmasked is not None:
+            unmasked = upsample_mask(unmasked, x.shape)
         for block in self.blocks:
             x = block(x, unmasked)
         return x
@@ -258,8 +333,24 @@ class MaskedAdaptiveProjection(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x: Tensor, unmasked: BoolTensor | None = None) -> Tensor:
-        """Project ``(B, C, D, H, W)`` (``D == 1`` uses the 2D conv) to normalized ``(B, out, H/k, W/k)``."""
+        """Project a stack (or a single slice, with the 2D conv) to a normalized 2D feature map.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``(B, in_channels, D, H, W)``; ``D == 1`` uses the 2D conv.
+        unmasked : BoolTensor or None
+            ``(B, 1, h, w)``, True where visible, at the output resolution or a coarser one that divides it; the
+            projection upsamples it. Masked pixels are zero in the output. None: no masking.
+
+        Returns
+        -------
+        Tensor
+            ``(B, out_channels, H / k, W / k)`` for the patch size ``k``.
+        """
         x = self.conv2d(x[:, :, 0]) if x.shape[2] == 1 else fold_depth_into_channels(self.conv3d(x))
+        if unmasked is not None:
+            unmasked = upsample_mask(unmasked, x.shape)
         return _tokenwise(self.norm, x, unmasked)
 
 
@@ -309,13 +400,11 @@ class MaskedMultiscaleEncoder(nn.Module):
                 MaskedConvNeXtV2Stage(
                     dims[i - 1] if i > 0 else dim,
                     dim,
-                    kernel_size=2,
                     stride=2 if i > 0 else 1,
                     num_blocks=num_blocks,
                     drop_path_rates=rates[start : start + num_blocks],
                 )
             )
-        self.stem_stride = stem_kernel_size[1]
         self.total_stride = stem_kernel_size[1] * 2 ** (len(dims) - 1)
         self.apply(init_convnext_weights)
 
@@ -344,12 +433,12 @@ class MaskedMultiscaleEncoder(nn.Module):
                 f"Input height and width must be divisible by {self.total_stride}, got {tuple(x.shape[-2:])}."
             )
         mask = generate_mask(x.shape, self.total_stride, mask_ratio, x.device, generator) if mask_ratio > 0 else None
-        size = (x.shape[-2] // self.stem_stride, x.shape[-1] // self.stem_stride)
-        x = self.stem(x, None if mask is None else upsample_mask(~mask, size))
+        # The stem and each stage upsample the patch-grid mask to their own resolution.
+        unmasked = None if mask is None else ~mask
+        x = self.stem(x, unmasked)
         features = []
-        for i, stage in enumerate(self.stages):
-            stage_size = (size[0] // 2**i, size[1] // 2**i)
-            x = stage(x, None if mask is None else upsample_mask(~mask, stage_size))
+        for stage in self.stages:
+            x = stage(x, unmasked)
             features.append(x)
         return features, mask
 
