@@ -152,8 +152,7 @@ class MultiExperimentIndex:
             )
         tracks = pd.concat(tables, ignore_index=True)
         self._check_z_range()
-        tracks = self._annotate(tracks)
-        tracks = self._clamp_borders(tracks)
+        tracks = self._annotate(self._clamp_borders(tracks))  # filter before the string columns exist
         if tracks.empty:
             raise ValueError(f"No observation left in experiments {registry.names} after border filtering.")
         tracks.index = pd.RangeIndex(len(tracks))  # in place: a reset_index would copy the whole table
@@ -289,15 +288,16 @@ class MultiExperimentIndex:
         x_clamp = np.clip(np.floor(x), half_x, widths - half_x)
         shift = np.maximum(np.abs(y_clamp - np.floor(y)), np.abs(x_clamp - np.floor(x)))
         near = shift <= self.max_border_shift
-        _warn_dropped(tracks, ~inside, "centres outside their image")
+        experiments = np.array([fov.experiment for fov in self.fovs], dtype=object)[fov_index]
+        _warn_dropped(experiments, ~inside, "centres outside their image")
         _warn_dropped(
-            tracks,
+            experiments,
             inside & ~near,
             f"patch centres more than max_border_shift={self.max_border_shift} pixels from the image border",
         )
         tracks["y_clamp"] = y_clamp.astype(np.int64)
         tracks["x_clamp"] = x_clamp.astype(np.int64)
-        return tracks[inside & near]
+        return tracks[inside & near].copy()  # numeric columns only: cheap, and a table of its own
 
     def _valid_anchor_mask(self) -> np.ndarray:
         """Rows with a same-lineage observation ``tau`` frames later for some ``tau != 0`` of their range."""
@@ -418,9 +418,9 @@ def _read_fov_tracks(experiment: ExperimentConfig, fov: str) -> pd.DataFrame:
     return table
 
 
-def _warn_dropped(tracks: pd.DataFrame, dropped: np.ndarray, reason: str) -> None:
+def _warn_dropped(experiments: np.ndarray, dropped: np.ndarray, reason: str) -> None:
     if dropped.any():
-        per_experiment = tracks.loc[dropped, "experiment"].value_counts()
+        per_experiment = pd.Series(experiments[dropped]).value_counts()
         counts = ", ".join(f"'{name}': {count}" for name, count in per_experiment.items() if count)
         _logger.warning("Dropped %d observations with %s (%s).", int(dropped.sum()), reason, counts)
 
