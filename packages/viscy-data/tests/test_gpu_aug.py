@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from viscy_data.gpu_aug import CachedOmeZarrDataModule, CachedOmeZarrDataset
+from viscy_data.gpu_aug import CachedOmeZarrDataModule, CachedOmeZarrDataset, FOVVolumeDataModule, FOVVolumeDataset
 from viscy_data.ome_compat import fov_name, open_ome_zarr
 
 
@@ -83,3 +83,36 @@ def test_prefetch_factor_with_workers(synthetic_plate):
     loader = dm.val_dataloader()
     assert loader.prefetch_factor == 2
     assert loader.persistent_workers
+
+
+def test_datasets_are_explicit_attributes_of_one_base(synthetic_plate):
+    dm = _module(synthetic_plate, seed=3)
+    assert isinstance(dm, FOVVolumeDataModule)
+    dm.setup("validate")
+    assert {"train_dataset", "val_dataset"} <= set(vars(dm))
+    assert isinstance(dm.train_dataset, FOVVolumeDataset)
+    train, val = dm._split_fit_positions("fit")
+    assert [fov_name(p) for p in dm.train_dataset.positions] == [fov_name(p) for p in train]
+    assert [fov_name(p) for p in dm.val_dataset.positions] == [fov_name(p) for p in val]
+
+
+def test_prefetch_factor_is_none_without_workers(synthetic_plate):
+    assert _module(synthetic_plate, prefetch_factor=2).prefetch_factor is None
+
+
+def test_base_dataset_indexes_reads_and_attaches_norm_meta(synthetic_plate):
+    with open_ome_zarr(synthetic_plate.store_path) as plate:
+        positions = [plate["A/1/0"], plate["B/2/1"]]
+        dataset = FOVVolumeDataset(positions, ["GFP"])
+        assert len(dataset) == 8
+        volume = dataset._read_volume(5)  # B/2/1, t=1
+        np.testing.assert_array_equal(volume[0].numpy(), plate["B/2/1"]["0"][1, 1])
+        sample = dataset._sample(5, volume)
+        expected = dict(plate["B/2/1"].zattrs)["normalization"]["GFP"]["timepoint_statistics"]["1"]["mean"]
+        assert sample["norm_meta"]["GFP"]["timepoint_statistics"]["mean"].item() == pytest.approx(expected)
+        assert "norm_meta" not in dataset._sample(5, volume, with_norm_meta=False)
+        assert "norm_meta" not in FOVVolumeDataset(positions, ["GFP"], load_normalization_metadata=False)._sample(
+            5, volume
+        )
+        with pytest.raises(ValueError, match="CachedOmeZarrDataset needs at least one position"):
+            CachedOmeZarrDataset([], ["GFP"], {})

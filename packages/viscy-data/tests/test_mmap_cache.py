@@ -6,6 +6,7 @@ import torch
 
 pytest.importorskip("tensordict")
 
+from viscy_data.gpu_aug import CachedOmeZarrDataset, FOVVolumeDataset
 from viscy_data.mmap_cache import MmappedDataModule, MmappedDataset
 from viscy_data.ome_compat import fov_name, open_ome_zarr
 
@@ -64,3 +65,36 @@ def test_stores_with_one_name_get_their_own_cache(plate_factory, tmp_path, monke
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     first, second = plate_factory(fovs_per_well=1, n_frames=1), plate_factory(fovs_per_well=1, n_frames=1, seed=3)
     assert _module(first, None).cache_dir != _module(second, None).cache_dir
+
+
+def test_mmapped_and_cached_datasets_share_indexing_and_norm_meta(synthetic_plate, tmp_path):
+    tensordict = pytest.importorskip("tensordict")
+    buffer = tensordict.MemoryMappedTensor.empty((8, 1, 5, 64, 64), dtype=torch.float32, filename=str(tmp_path / "b"))
+    seen = []
+
+    def record(sample):
+        seen.append(sample["norm_meta"]["GFP"]["timepoint_statistics"]["mean"].item())
+        return sample
+
+    with open_ome_zarr(synthetic_plate.store_path) as plate:
+        positions = [plate["A/1/0"], plate["B/2/1"]]
+        mmapped = MmappedDataset(positions, ["GFP"], {}, buffer, preprocess_transforms=record)
+        cached = CachedOmeZarrDataset(positions, ["GFP"], {})
+        assert isinstance(mmapped, FOVVolumeDataset)
+        assert len(mmapped) == len(cached) == 8
+        for index in (0, 5):
+            (from_mmap,), (from_cache,) = mmapped[index], cached[index]
+            torch.testing.assert_close(from_mmap["GFP"], from_cache["GFP"])
+            assert "norm_meta" not in from_mmap, "norm_meta goes to preprocess_transforms only"
+            assert seen[-1] == from_cache["norm_meta"]["GFP"]["timepoint_statistics"]["mean"].item()
+
+
+def test_setup_sets_both_datasets_explicitly(synthetic_plate, tmp_path):
+    dm = _module(synthetic_plate, tmp_path, seed=3)
+    dm.setup("fit")
+    assert {"train_dataset", "val_dataset"} <= set(vars(dm))
+    assert dm.train_dataset.buffer.filename.endswith("train.mmap")
+    assert dm.val_dataset.buffer.filename.endswith("val.mmap")
+    train, val = dm._split_fit_positions("fit")
+    assert [fov_name(p) for p in dm.train_dataset.positions] == [fov_name(p) for p in train]
+    assert [fov_name(p) for p in dm.val_dataset.positions] == [fov_name(p) for p in val]

@@ -19,30 +19,25 @@ __all__ = ["CTMCv1DataModule"]
 class CTMCv1DataModule(GPUTransformDataModule):
     """Autoregression data from the CTMC-v1 training and validation stores.
 
+    Read: every FOV time point of each store is one item, read whole by a worker process and
+    cached in a ``Manager`` dict. Normalized and augmented: per sample by the CPU transforms
+    in the worker, then per batch by the GPU transforms after transfer (see
+    :class:`~viscy_data.gpu_aug.GPUTransformDataModule`). No normalization metadata is read.
+
     Parameters
     ----------
     train_data_path : str or Path
         HCS OME-Zarr store of the training movies.
     val_data_path : str or Path
         HCS OME-Zarr store of the validation movies.
-    train_cpu_transforms, val_cpu_transforms : list[MapTransform]
-        Per-sample transforms.
-    train_gpu_transforms, val_gpu_transforms : list[MapTransform]
-        Per-batch transforms on the device.
-    batch_size : int
-        Items per batch.
-    num_workers : int
-        Data loading worker processes.
+    train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms : list[MapTransform]
+        Transform pipelines, as in :meth:`~viscy_data.gpu_aug.GPUTransformDataModule._set_transforms`.
+    batch_size, num_workers, pin_memory, prefetch_factor, seed
+        Loader settings, as in :meth:`~viscy_data.gpu_aug.GPUTransformDataModule._set_loader_settings`.
     val_subsample_ratio : int
         Keep every n-th validation item.
     channel_name : str
         The channel to read.
-    pin_memory : bool
-        Pin batches in page-locked memory.
-    prefetch_factor : int, optional
-        Batches prefetched per worker (ignored without workers).
-    seed : int
-        Seed of the training shuffle.
     """
 
     def __init__(
@@ -62,18 +57,14 @@ class CTMCv1DataModule(GPUTransformDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        self._set_loader_settings(batch_size, num_workers, pin_memory, prefetch_factor, seed)
+        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
         self.train_data_path = Path(train_data_path)
         self.val_data_path = Path(val_data_path)
-        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         if val_subsample_ratio < 1:
             raise ValueError(f"val_subsample_ratio must be at least 1, got {val_subsample_ratio}.")
         self.val_subsample_ratio = val_subsample_ratio
         self.channel_names = [channel_name]
-        self.pin_memory = pin_memory
-        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
-        self.seed = seed
         for path in (self.train_data_path, self.val_data_path):
             _validate_store_channels(path, self.channel_names)
 

@@ -1,4 +1,15 @@
-"""Data modules that do light CPU work per sample and augment whole batches on the GPU."""
+"""Data modules that do light CPU work per sample and augment whole batches on the GPU.
+
+Two bases, one for each side of a batch:
+
+- :class:`FOVVolumeDataset` indexes the FOV time points of a plate, reads each one as a
+  ``(C, Z, Y, X)`` volume and attaches its normalization metadata; its subclasses
+  (:class:`CachedOmeZarrDataset`, :class:`~viscy_data.mmap_cache.MmappedDataset`) only say
+  how volumes are cached.
+- :class:`GPUTransformDataModule` holds the loader settings and the four transform
+  pipelines and applies the GPU ones after transfer; :class:`FOVVolumeDataModule` adds one
+  plate, its FOV selection and the seeded train/validation split.
+"""
 
 from __future__ import annotations
 
@@ -31,21 +42,47 @@ from viscy_data.ome_compat import array_store_path, open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import SelectWell
 
-__all__ = ["CachedOmeZarrDataModule", "CachedOmeZarrDataset", "GPUTransformDataModule"]
+__all__ = [
+    "CachedOmeZarrDataModule",
+    "CachedOmeZarrDataset",
+    "FOVVolumeDataModule",
+    "FOVVolumeDataset",
+    "GPUTransformDataModule",
+]
 
 _logger = logging.getLogger(__name__)
+
+_Transforms = Sequence[MapTransform] | Compose | None
+"""A transform pipeline as a data module takes it: a list of transforms, a Compose, or None (none)."""
+
+
+def _compose(transforms: _Transforms) -> Compose:
+    if isinstance(transforms, Compose):
+        return transforms
+    return Compose(list(transforms or []))
 
 
 class GPUTransformDataModule(LightningDataModule):
     """Base of data modules with CPU transforms per sample and GPU transforms per batch.
 
-    Subclasses set ``train_dataset``, ``val_dataset``, ``batch_size``, ``num_workers``,
-    ``pin_memory`` and ``prefetch_factor``, and set the four transform pipelines with
-    :meth:`_set_transforms` (or override the four transform properties). After
-    a batch reaches the device, :meth:`on_after_batch_transfer` applies the training GPU
-    transforms while training and the validation ones otherwise. Under DDP each rank reads
-    its own contiguous shard (:class:`~viscy_data.distributed.ShardedDistributedSampler`),
-    so per-rank caches stay local.
+    Where a batch is read, normalized and augmented: the loader's worker processes read
+    each item and run the per-sample CPU transforms (``train_cpu_transforms`` /
+    ``val_cpu_transforms``) on it; MONAI's ``list_data_collate`` stacks the items; after the
+    batch reaches the device, :meth:`on_after_batch_transfer` runs the per-batch GPU
+    transforms, the training ones while training and the validation ones otherwise. Under
+    DDP each rank reads its own contiguous shard
+    (:class:`~viscy_data.distributed.ShardedDistributedSampler`), so per-rank caches stay local.
+
+    A subclass's ``__init__`` calls :meth:`_set_loader_settings` and :meth:`_set_transforms`
+    (or overrides the four transform properties); its ``setup`` sets ``train_dataset`` and
+    ``val_dataset``.
+
+    Attributes
+    ----------
+    batch_size, num_workers, pin_memory, prefetch_factor, seed
+        Loader settings, see :meth:`_set_loader_settings`.
+    train_dataset, val_dataset : Dataset
+        Set by the subclass's ``setup``.
     """
 
     train_dataset: Dataset
@@ -56,14 +93,46 @@ class GPUTransformDataModule(LightningDataModule):
     prefetch_factor: int | None
     seed: int = 0
 
+    def _set_loader_settings(
+        self, batch_size: int, num_workers: int, pin_memory: bool, prefetch_factor: int | None, seed: int
+    ) -> None:
+        """Keep the loader settings.
+
+        Parameters
+        ----------
+        batch_size : int
+            Items per batch.
+        num_workers : int
+            Data loading worker processes (they persist across epochs).
+        pin_memory : bool
+            Pin batches in page-locked memory.
+        prefetch_factor : int or None
+            Batches prefetched per worker; ignored (kept as None) without workers.
+        seed : int
+            Seed of the training shuffle (and of a subclass's FOV split).
+        """
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
+        self.seed = seed
+
     def _set_transforms(
         self,
-        train_cpu_transforms: Sequence[MapTransform] | Compose | None,
-        val_cpu_transforms: Sequence[MapTransform] | Compose | None,
-        train_gpu_transforms: Sequence[MapTransform] | Compose | None,
-        val_gpu_transforms: Sequence[MapTransform] | Compose | None,
+        train_cpu_transforms: _Transforms,
+        val_cpu_transforms: _Transforms,
+        train_gpu_transforms: _Transforms,
+        val_gpu_transforms: _Transforms,
     ) -> None:
-        """Compose and keep the four transform pipelines the properties below return."""
+        """Compose and keep the four transform pipelines the properties below return.
+
+        Parameters
+        ----------
+        train_cpu_transforms, val_cpu_transforms : list[MapTransform] or Compose, optional
+            Per-sample transforms, run in the loader's workers.
+        train_gpu_transforms, val_gpu_transforms : list[MapTransform] or Compose, optional
+            Per-batch transforms, run on the device after transfer.
+        """
         self._train_cpu_transforms = _compose(train_cpu_transforms)
         self._val_cpu_transforms = _compose(val_cpu_transforms)
         self._train_gpu_transforms = _compose(train_gpu_transforms)
@@ -117,12 +186,80 @@ class GPUTransformDataModule(LightningDataModule):
         return transform(batch)
 
 
+class FOVVolumeDataset(Dataset):
+    """Base of the datasets with one item per FOV and time point, read as a whole volume.
+
+    Items are numbered FOV by FOV, time point by time point. The base reads an item's
+    ``(C, Z, Y, X)`` float32 volume (:meth:`_read_volume`; a failed read names the store, FOV
+    and time point), splits it into a ``{channel: (1, Z, Y, X)}`` sample with the FOV's
+    normalization metadata at the item's time point (:meth:`_sample`), and returns
+    transformed items as lists (:meth:`_transformed`). Subclasses write ``__getitem__``:
+    how a volume is cached and which transforms run on it.
+
+    Parameters
+    ----------
+    positions : list[Position]
+        FOVs sharing one channel order.
+    channel_names : list[str]
+        Channels to read.
+    array_key : str
+        Image array (multiscale level) to read.
+    load_normalization_metadata : bool
+        Read each FOV's normalization metadata, so that samples can carry it as ``norm_meta``.
+    """
+
+    def __init__(
+        self,
+        positions: list[Position],
+        channel_names: list[str],
+        array_key: str = "0",
+        load_normalization_metadata: bool = True,
+    ) -> None:
+        super().__init__()
+        if not positions:
+            raise ValueError(f"{type(self).__name__} needs at least one position.")
+        self.positions = positions
+        self.channel_names = _ensure_channel_list(channel_names)
+        self.channel_indices = _position_channel_indices(positions, self.channel_names)
+        self.array_key = array_key
+        self.load_normalization_metadata = load_normalization_metadata
+        self._arrays = [position[array_key] for position in positions]
+        self._norm_meta = [read_norm_meta(p) if load_normalization_metadata else None for p in positions]
+        self._items = [(i, t) for i, image in enumerate(self._arrays) for t in range(image.frames)]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _read_volume(self, index: int) -> Tensor:
+        """Read the ``(C, Z, Y, X)`` float32 volume of an item from its store."""
+        position_index, time_index = self._items[index]
+        image = self._arrays[position_index]
+        with naming_read_errors(image, time_point=time_index):
+            return torch.from_numpy(np.asarray(image.oindex[time_index, self.channel_indices], dtype=np.float32))
+
+    def _sample(self, index: int, volume: Tensor, with_norm_meta: bool = True) -> dict[str, Any]:
+        """Split an item's volume into ``{channel: (1, Z, Y, X)}``, plus its ``norm_meta`` when asked and present."""
+        sample: dict[str, Any] = {name: volume[c : c + 1] for c, name in enumerate(self.channel_names)}
+        position_index, time_index = self._items[index]
+        norm_meta = select_timepoint(self._norm_meta[position_index], time_index) if with_norm_meta else None
+        if norm_meta is not None:
+            sample["norm_meta"] = norm_meta
+        return sample
+
+    @staticmethod
+    def _transformed(sample: dict[str, Any], transform: Compose | None) -> list[dict[str, Any]]:
+        """Apply a transform (if any) and return the result as a list of samples."""
+        if transform is not None:
+            sample = transform(sample)
+        return sample if isinstance(sample, list) else [sample]
+
+
 def _array_cache_key(image: Any, time_index: int) -> tuple[str, int]:
     """Cache key of one time point of one image array: (array path in its store, t)."""
     return str(array_store_path(image)), time_index
 
 
-class CachedOmeZarrDataset(Dataset):
+class CachedOmeZarrDataset(FOVVolumeDataset):
     """One item per FOV and time point, with volumes cached in a (shared) mapping.
 
     Parameters
@@ -154,75 +291,33 @@ class CachedOmeZarrDataset(Dataset):
         load_normalization_metadata: bool = True,
         skip_cache: bool = False,
     ) -> None:
-        super().__init__()
-        if not positions:
-            raise ValueError("CachedOmeZarrDataset needs at least one position.")
-        self.positions = positions
-        self.channel_names = _ensure_channel_list(channel_names)
-        self.channel_indices = _position_channel_indices(positions, self.channel_names)
+        super().__init__(positions, channel_names, array_key, load_normalization_metadata)
         self.cache_map = cache_map
         self.transform = transform
-        self.array_key = array_key
-        self.load_normalization_metadata = load_normalization_metadata
         self.skip_cache = skip_cache
-        self._arrays = [position[array_key] for position in positions]
-        self._norm_meta = [read_norm_meta(p) if load_normalization_metadata else None for p in positions]
-        self._items = [(i, t) for i, image in enumerate(self._arrays) for t in range(image.frames)]
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _read_volume(self, index: int) -> Tensor:
-        """Return the ``(C, Z, Y, X)`` float32 volume of an item, from the cache when present."""
+    def _cached_volume(self, index: int) -> Tensor:
+        """Return an item's volume from the cache, reading (and caching) it on a miss."""
         position_index, time_index = self._items[index]
-        image = self._arrays[position_index]
-        key = _array_cache_key(image, time_index)
+        key = _array_cache_key(self._arrays[position_index], time_index)
         volume = None if self.skip_cache else self.cache_map.get(key)
         if volume is None:
-            with naming_read_errors(image, time_point=time_index):
-                volume = torch.from_numpy(np.asarray(image.oindex[time_index, self.channel_indices], dtype=np.float32))
+            volume = self._read_volume(index)
             if not self.skip_cache:
                 self.cache_map[key] = volume
         return volume
 
-    def _sample(self, index: int, volume: Tensor) -> dict[str, Any]:
-        position_index, time_index = self._items[index]
-        sample: dict[str, Any] = {name: volume[c : c + 1] for c, name in enumerate(self.channel_names)}
-        norm_meta = select_timepoint(self._norm_meta[position_index], time_index)
-        if norm_meta is not None:
-            sample["norm_meta"] = norm_meta
-        return sample
-
     def __getitem__(self, index: int) -> list[dict[str, Any]]:
-        sample = self._sample(index, self._read_volume(index))
-        if self.transform is not None:
-            sample = self.transform(sample)
-        return sample if isinstance(sample, list) else [sample]
+        return self._transformed(self._sample(index, self._cached_volume(index)), self.transform)
 
 
-def _compose(transforms: Sequence[MapTransform] | Compose | None) -> Compose:
-    if isinstance(transforms, Compose):
-        return transforms
-    return Compose(list(transforms or []))
+class FOVVolumeDataModule(GPUTransformDataModule, SelectWell):
+    """Base of the GPU-transform data modules that cache the FOV time points of one HCS plate.
 
-
-def _split_fit_positions(module: GPUTransformDataModule, stage: str | None) -> tuple[list[Position], list[Position]]:
-    """Check the stage and split a cached module's selected FOVs into training and validation FOVs.
-
-    ``module`` also provides :class:`~viscy_data.select.SelectWell` (``_filter_fit_fovs``) and
-    has ``data_path``, ``split_ratio`` and ``seed``; the split is seeded by ``seed``.
-    """
-    if stage not in ("fit", "validate"):
-        raise NotImplementedError(f"Stage {stage!r} is not supported; only fit and validate are.")
-    plate = open_ome_zarr(module.data_path, layout="hcs", mode="r")
-    positions = module._filter_fit_fovs(plate)
-    set_track_meta(False)
-    train_index, val_index = _split_indices(len(positions), module.split_ratio, module.seed)
-    return [positions[i] for i in train_index], [positions[i] for i in val_index]
-
-
-class CachedOmeZarrDataModule(GPUTransformDataModule, SelectWell):
-    """FOV/time-point volumes of an HCS plate, cached in shared memory across workers.
+    On top of :class:`GPUTransformDataModule` it holds the plate, its channels, the FOV
+    selection of :class:`~viscy_data.select.SelectWell` and the seeded split of the selected
+    FOVs into training and validation (:meth:`_split_fit_positions`). A subclass's ``setup``
+    builds ``train_dataset`` and ``val_dataset`` from the two lists of FOVs.
 
     Parameters
     ----------
@@ -230,28 +325,70 @@ class CachedOmeZarrDataModule(GPUTransformDataModule, SelectWell):
         HCS OME-Zarr plate.
     channels : str or list[str]
         Channels to read.
-    batch_size : int
-        Items per batch.
-    num_workers : int
-        Data loading worker processes.
     split_ratio : float
-        Fraction of FOVs used for training.
-    train_cpu_transforms, val_cpu_transforms : list[MapTransform]
-        Per-sample transforms.
-    train_gpu_transforms, val_gpu_transforms : list[MapTransform]
-        Per-batch transforms on the device.
-    pin_memory : bool
-        Pin batches in page-locked memory.
-    skip_cache : bool
-        Do not cache volumes.
+        Fraction of the selected FOVs used for training.
     include_wells : list[str], optional
-        Wells to use.
+        Wells to use (all when None).
     exclude_fovs : list[str], optional
         FOVs to leave out.
-    prefetch_factor : int, optional
-        Batches prefetched per worker.
-    seed : int
-        Seed of the FOV split and the shuffle.
+    """
+
+    def __init__(
+        self,
+        data_path: str | Path,
+        channels: str | list[str],
+        split_ratio: float,
+        include_wells: list[str] | None = None,
+        exclude_fovs: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.data_path = Path(data_path)
+        self.channels = _ensure_channel_list(channels)
+        self.split_ratio = split_ratio
+        self._include_wells = include_wells
+        self._exclude_fovs = exclude_fovs
+        _validate_store_channels(self.data_path, self.channels)
+
+    def _split_fit_positions(self, stage: str | None) -> tuple[list[Position], list[Position]]:
+        """Check the stage and split the selected FOVs into training and validation FOVs.
+
+        Parameters
+        ----------
+        stage : str or None
+            The ``setup`` stage; only ``"fit"`` and ``"validate"`` are supported.
+
+        Returns
+        -------
+        tuple[list[Position], list[Position]]
+            Training and validation FOVs, split with ``split_ratio`` by a generator seeded by ``seed``.
+        """
+        if stage not in ("fit", "validate"):
+            raise NotImplementedError(f"Stage {stage!r} is not supported; only fit and validate are.")
+        plate = open_ome_zarr(self.data_path, layout="hcs", mode="r")
+        positions = self._filter_fit_fovs(plate)
+        set_track_meta(False)
+        train_index, val_index = _split_indices(len(positions), self.split_ratio, self.seed)
+        return [positions[i] for i in train_index], [positions[i] for i in val_index]
+
+
+class CachedOmeZarrDataModule(FOVVolumeDataModule):
+    """FOV/time-point volumes of an HCS plate, cached in shared memory across workers.
+
+    Read: a worker process reads an item's whole volume once; later epochs take it from a
+    ``Manager`` dict shared by the workers. Normalized and augmented: per sample by the CPU
+    transforms in the worker, then per batch by the GPU transforms after transfer (see
+    :class:`GPUTransformDataModule`).
+
+    Parameters
+    ----------
+    data_path, channels, split_ratio, include_wells, exclude_fovs
+        As in :class:`FOVVolumeDataModule`.
+    batch_size, num_workers, pin_memory, prefetch_factor, seed
+        Loader settings, as in :meth:`GPUTransformDataModule._set_loader_settings`.
+    train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms : list[MapTransform]
+        Transform pipelines, as in :meth:`GPUTransformDataModule._set_transforms`.
+    skip_cache : bool
+        Do not cache volumes (read every item from the store).
     """
 
     def __init__(
@@ -272,35 +409,23 @@ class CachedOmeZarrDataModule(GPUTransformDataModule, SelectWell):
         prefetch_factor: int | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.data_path = Path(data_path)
-        self.channels = _ensure_channel_list(channels)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.split_ratio = split_ratio
+        super().__init__(data_path, channels, split_ratio, include_wells, exclude_fovs)
+        self._set_loader_settings(batch_size, num_workers, pin_memory, prefetch_factor, seed)
         self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
-        self.pin_memory = pin_memory
         self.skip_cache = skip_cache
-        self._include_wells = include_wells
-        self._exclude_fovs = exclude_fovs
-        self.prefetch_factor = prefetch_factor
-        self.seed = seed
-        _validate_store_channels(self.data_path, self.channels)
+
+    def _dataset(self, positions: list[Position], transform: Compose) -> CachedOmeZarrDataset:
+        return CachedOmeZarrDataset(
+            positions,
+            channel_names=self.channels,
+            cache_map=self._manager.dict(),
+            transform=transform,
+            skip_cache=self.skip_cache,
+        )
 
     def setup(self, stage: str | None) -> None:
         """Split the selected FOVs into training and validation datasets (fit and validate only)."""
-        train_positions, val_positions = _split_fit_positions(self, stage)
+        train_positions, val_positions = self._split_fit_positions(stage)
         self._manager = Manager()
-        settings = {"channel_names": self.channels, "skip_cache": self.skip_cache}
-        self.train_dataset = CachedOmeZarrDataset(
-            train_positions,
-            cache_map=self._manager.dict(),
-            transform=self.train_cpu_transforms,
-            **settings,
-        )
-        self.val_dataset = CachedOmeZarrDataset(
-            val_positions,
-            cache_map=self._manager.dict(),
-            transform=self.val_cpu_transforms,
-            **settings,
-        )
+        self.train_dataset = self._dataset(train_positions, self.train_cpu_transforms)
+        self.val_dataset = self._dataset(val_positions, self.val_cpu_transforms)

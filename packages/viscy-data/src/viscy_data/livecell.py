@@ -146,6 +146,11 @@ def _collate_test_samples(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
 class LiveCellDataModule(GPUTransformDataModule):
     """LIVECell training/validation images and annotated test images.
 
+    Read: a worker process reads each TIFF once and caches it in a ``Manager`` dict.
+    Normalized and augmented: per sample by the CPU transforms in the worker, then per batch
+    by the GPU transforms after transfer (see :class:`~viscy_data.gpu_aug.GPUTransformDataModule`);
+    test images get ``test_transforms`` per sample only.
+
     Parameters
     ----------
     train_val_images : Path, optional
@@ -154,22 +159,12 @@ class LiveCellDataModule(GPUTransformDataModule):
         Directory of the test TIFFs.
     train_annotations, val_annotations, test_annotations : Path, optional
         COCO JSON files; the first two select the training and validation images.
-    train_cpu_transforms, val_cpu_transforms : list[MapTransform], optional
-        Per-sample transforms.
-    train_gpu_transforms, val_gpu_transforms : list[MapTransform], optional
-        Per-batch transforms on the device.
+    train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms : list[MapTransform], optional
+        Transform pipelines, as in :meth:`~viscy_data.gpu_aug.GPUTransformDataModule._set_transforms`.
     test_transforms : list[MapTransform], optional
         Per-sample test transforms.
-    batch_size : int
-        Items per batch.
-    num_workers : int
-        Data loading worker processes.
-    pin_memory : bool
-        Pin batches in page-locked memory.
-    prefetch_factor : int, optional
-        Batches prefetched per worker (ignored without workers).
-    seed : int
-        Seed of the training shuffle.
+    batch_size, num_workers, pin_memory, prefetch_factor, seed
+        Loader settings, as in :meth:`~viscy_data.gpu_aug.GPUTransformDataModule._set_loader_settings`.
     """
 
     def __init__(
@@ -192,18 +187,14 @@ class LiveCellDataModule(GPUTransformDataModule):
     ) -> None:
         _livecell_modules("LiveCellDataModule")
         super().__init__()
+        self._set_loader_settings(batch_size, num_workers, pin_memory, prefetch_factor, seed)
+        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
         self.train_val_images = _existing(train_val_images, directory=True)
         self.test_images = _existing(test_images, directory=True)
         self.train_annotations = _existing(train_annotations, directory=False)
         self.val_annotations = _existing(val_annotations, directory=False)
         self.test_annotations = _existing(test_annotations, directory=False)
-        self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
         self.test_transforms = _compose(test_transforms)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
-        self.seed = seed
 
     def _annotated_images(self, annotations: Path | None, role: str) -> list[Path]:
         if annotations is None or self.train_val_images is None:

@@ -13,24 +13,14 @@ from multiprocessing import Manager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from iohub.ngff import Position
 from monai.transforms import Compose, MapTransform
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from viscy_data._cache import store_cache_dir
 from viscy_data._optional import import_optional
-from viscy_data._utils import (
-    _ensure_channel_list,
-    _position_channel_indices,
-    _validate_store_channels,
-)
-from viscy_data.gpu_aug import GPUTransformDataModule, _compose, _split_fit_positions
-from viscy_data.normalization import read_norm_meta, select_timepoint
-from viscy_data.read_errors import naming_read_errors
-from viscy_data.select import SelectWell
+from viscy_data.gpu_aug import FOVVolumeDataModule, FOVVolumeDataset, _compose
 
 if TYPE_CHECKING:
     from tensordict import MemoryMappedTensor
@@ -44,7 +34,7 @@ def _require_tensordict(feature: str) -> Any:
     return import_optional("tensordict", extra="mmap", feature=feature)
 
 
-class MmappedDataset(Dataset):
+class MmappedDataset(FOVVolumeDataset):
     """One item per FOV and time point, preprocessed once into a memory-mapped buffer.
 
     Parameters
@@ -61,7 +51,7 @@ class MmappedDataset(Dataset):
     preprocess_transforms : Compose, optional
         Run once per item before caching (e.g. normalization); must keep the shape.
     cpu_transform : Compose, optional
-        Run on every access.
+        Run on every access (its samples carry no ``norm_meta``).
     array_key : str
         Image array to read.
     load_normalization_metadata : bool
@@ -80,39 +70,20 @@ class MmappedDataset(Dataset):
         load_normalization_metadata: bool = True,
     ) -> None:
         _require_tensordict("MmappedDataset")
-        super().__init__()
-        self.positions = positions
-        self.channel_names = _ensure_channel_list(channel_names)
-        self.channel_indices = _position_channel_indices(positions, self.channel_names)
+        super().__init__(positions, channel_names, array_key, load_normalization_metadata)
         self.cache_map = cache_map
         self.buffer = buffer
         self.preprocess_transforms = preprocess_transforms
         self.cpu_transform = cpu_transform
-        self.array_key = array_key
-        self._arrays = [position[array_key] for position in positions]
-        self._norm_meta = [read_norm_meta(p) if load_normalization_metadata else None for p in positions]
-        self._items = [(i, t) for i, image in enumerate(self._arrays) for t in range(image.frames)]
-        if len(buffer) != len(self._items):
-            raise ValueError(f"Buffer has {len(buffer)} rows for {len(self._items)} FOV time points.")
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _split(self, volume: Tensor) -> dict[str, Any]:
-        return {name: volume[c : c + 1] for c, name in enumerate(self.channel_names)}
+        if len(buffer) != len(self):
+            raise ValueError(f"Buffer has {len(buffer)} rows for {len(self)} FOV time points.")
 
     def _preprocess(self, index: int) -> Tensor:
-        position_index, time_index = self._items[index]
-        image = self._arrays[position_index]
-        with naming_read_errors(image, time_point=time_index):
-            volume = torch.from_numpy(np.asarray(image.oindex[time_index, self.channel_indices], dtype=np.float32))
+        """Read an item and run ``preprocess_transforms`` on it, keeping its ``(C, Z, Y, X)`` shape."""
+        volume = self._read_volume(index)
         if self.preprocess_transforms is None:
             return volume
-        sample = self._split(volume)
-        norm_meta = select_timepoint(self._norm_meta[position_index], time_index)
-        if norm_meta is not None:
-            sample["norm_meta"] = norm_meta
-        sample = self.preprocess_transforms(sample)
+        sample = self.preprocess_transforms(self._sample(index, volume))
         processed = torch.cat([torch.as_tensor(sample[name]) for name in self.channel_names], dim=0)
         if processed.shape != volume.shape:
             raise ValueError(
@@ -120,54 +91,43 @@ class MmappedDataset(Dataset):
             )
         return processed
 
-    def __getitem__(self, index: int) -> list[dict[str, Any]]:
+    def _buffered_volume(self, index: int) -> Tensor:
+        """Return an item's preprocessed volume from the buffer, filling its row on first access."""
         if self.cache_map.get(index):
-            volume = self.buffer[index]
-        else:
-            volume = self._preprocess(index)
-            self.buffer[index] = volume
-            self.cache_map[index] = True
-        sample = self._split(torch.as_tensor(volume))
-        if self.cpu_transform is not None:
-            sample = self.cpu_transform(sample)
-        return sample if isinstance(sample, list) else [sample]
+            return torch.as_tensor(self.buffer[index])
+        volume = self._preprocess(index)
+        self.buffer[index] = volume
+        self.cache_map[index] = True
+        return volume
+
+    def __getitem__(self, index: int) -> list[dict[str, Any]]:
+        sample = self._sample(index, self._buffered_volume(index), with_norm_meta=False)
+        return self._transformed(sample, self.cpu_transform)
 
 
-class MmappedDataModule(GPUTransformDataModule, SelectWell):
+class MmappedDataModule(FOVVolumeDataModule):
     """FOV/time-point volumes preprocessed once into memory-mapped files on local scratch.
+
+    Read: the first access to an item reads its volume, runs ``preprocess_transforms`` on it
+    (with its ``norm_meta``) and writes the result to a per-rank buffer file; later accesses
+    read the buffer. Normalized and augmented: once by ``preprocess_transforms``, then per
+    sample by the CPU transforms in the worker and per batch by the GPU transforms after
+    transfer (see :class:`~viscy_data.gpu_aug.GPUTransformDataModule`).
 
     Parameters
     ----------
-    data_path : str or Path
-        HCS OME-Zarr plate.
-    channels : str or list[str]
-        Channels to read.
-    batch_size : int
-        Items per batch.
-    num_workers : int
-        Data loading worker processes.
-    split_ratio : float
-        Fraction of FOVs used for training.
+    data_path, channels, split_ratio, include_wells, exclude_fovs
+        As in :class:`~viscy_data.gpu_aug.FOVVolumeDataModule`.
+    batch_size, num_workers, pin_memory, prefetch_factor, seed
+        Loader settings, as in :meth:`~viscy_data.gpu_aug.GPUTransformDataModule._set_loader_settings`.
     preprocess_transforms : list[MapTransform]
-        Run once per item before caching.
-    train_cpu_transforms, val_cpu_transforms : list[MapTransform]
-        Per-sample transforms.
-    train_gpu_transforms, val_gpu_transforms : list[MapTransform]
-        Per-batch transforms on the device.
-    pin_memory : bool
-        Pin batches in page-locked memory.
-    prefetch_factor : int, optional
-        Batches prefetched per worker (ignored without workers).
+        Run once per item before caching, with the item's ``norm_meta``; must keep the shape.
+    train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms : list[MapTransform]
+        Transform pipelines, as in :meth:`~viscy_data.gpu_aug.GPUTransformDataModule._set_transforms`.
     array_key : str
         Image array to read.
     scratch_dir : Path, optional
         Root of the cache (default the system temporary directory).
-    include_wells : list[str], optional
-        Wells to use.
-    exclude_fovs : list[str], optional
-        FOVs to leave out.
-    seed : int
-        Seed of the FOV split and the shuffle.
     """
 
     def __init__(
@@ -191,22 +151,12 @@ class MmappedDataModule(GPUTransformDataModule, SelectWell):
         seed: int = 0,
     ) -> None:
         _require_tensordict("MmappedDataModule")
-        super().__init__()
-        self.data_path = Path(data_path)
-        self.channels = _ensure_channel_list(channels)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.split_ratio = split_ratio
-        self.preprocess_transforms = _compose(preprocess_transforms)
+        super().__init__(data_path, channels, split_ratio, include_wells, exclude_fovs)
+        self._set_loader_settings(batch_size, num_workers, pin_memory, prefetch_factor, seed)
         self._set_transforms(train_cpu_transforms, val_cpu_transforms, train_gpu_transforms, val_gpu_transforms)
-        self.pin_memory = pin_memory
-        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
+        self.preprocess_transforms = _compose(preprocess_transforms)
         self.array_key = array_key
         self.scratch_dir = scratch_dir
-        self._include_wells = include_wells
-        self._exclude_fovs = exclude_fovs
-        self.seed = seed
-        _validate_store_channels(self.data_path, self.channels)
 
     @property
     def cache_dir(self) -> Path:
@@ -229,24 +179,23 @@ class MmappedDataModule(GPUTransformDataModule, SelectWell):
             filename=str(path),
         )
 
+    def _dataset(self, name: str, positions: list[Position], transform: Compose) -> MmappedDataset:
+        return MmappedDataset(
+            positions,
+            self.channels,
+            cache_map=self._manager.dict(),
+            buffer=self._buffer(f"{name}.mmap", positions),
+            preprocess_transforms=self.preprocess_transforms,
+            cpu_transform=transform,
+            array_key=self.array_key,
+        )
+
     def setup(self, stage: str | None) -> None:
         """Split the selected FOVs and create the buffers (fit and validate only)."""
-        train_positions, val_positions = _split_fit_positions(self, stage)
+        train_positions, val_positions = self._split_fit_positions(stage)
         shapes = {tuple(position[self.array_key].shape) for position in train_positions + val_positions}
         if len(shapes) > 1:
             raise ValueError(f"All FOVs must have one array shape to share a buffer; found {sorted(shapes)}.")
         self._manager = Manager()
-        for name, subset, transform in (
-            ("train", train_positions, self.train_cpu_transforms),
-            ("val", val_positions, self.val_cpu_transforms),
-        ):
-            dataset = MmappedDataset(
-                subset,
-                self.channels,
-                cache_map=self._manager.dict(),
-                buffer=self._buffer(f"{name}.mmap", subset),
-                preprocess_transforms=self.preprocess_transforms,
-                cpu_transform=transform,
-                array_key=self.array_key,
-            )
-            setattr(self, f"{name}_dataset", dataset)
+        self.train_dataset = self._dataset("train", train_positions, self.train_cpu_transforms)
+        self.val_dataset = self._dataset("val", val_positions, self.val_cpu_transforms)
