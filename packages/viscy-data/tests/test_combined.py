@@ -163,3 +163,22 @@ def test_cached_concat_lists_items_and_shards_under_ddp(synthetic_plate, monkeyp
     loader = dm.train_dataloader()
     assert isinstance(loader.sampler, ShardedDistributedSampler)
     assert sorted(loader.sampler) == [4, 5, 6, 7]
+
+
+def test_cached_module_and_its_concatenation_build_one_kind_of_sharded_loader(synthetic_plate, monkeypatch):
+    from monai.data.utils import list_data_collate, no_collation
+
+    child = CachedOmeZarrDataModule(
+        synthetic_plate.store_path, ["GFP"], 2, 0, 0.5, [], [], [], [], pin_memory=False, include_wells=["A/1"]
+    )
+    concat = CachedConcatDataModule([child])
+    concat.setup("fit")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 0)
+    for module, collate, drop_last in ((child, list_data_collate, False), (concat, no_collation, True)):
+        loader = module.train_dataloader()
+        assert isinstance(loader.sampler, ShardedDistributedSampler)
+        assert loader.collate_fn is collate
+        assert loader.drop_last is drop_last
+        assert loader.batch_size == 2

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from viscy_data._utils import _collate_samples, _loader_kwargs
-from viscy_data.distributed import sharded_data_loader
+from viscy_data.distributed import _ShardedLoaderMixin
 
 __all__ = [
     "BatchedConcatDataModule",
@@ -280,19 +280,10 @@ class ConcatDataModule(LightningDataModule):
         )
 
 
-class _UncollatedConcatDataModule(ConcatDataModule):
+class _UncollatedConcatDataModule(_ShardedLoaderMixin, ConcatDataModule):
     """Concatenation whose loaders return lists (identity collate), sharded under DDP."""
 
-    def _dataloader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return sharded_data_loader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            drop_last=drop_last,
-            collate_fn=no_collation,
-            **self._loader_settings(),
-        )
+    _collate_fn = staticmethod(no_collation)
 
     def train_dataloader(self) -> DataLoader:
         """Return shuffled training batches (lists, incomplete last batch dropped)."""

@@ -97,3 +97,28 @@ def sharded_data_loader(
         collate_fn=collate_fn,
         **loader_kwargs,
     )
+
+
+class _ShardedLoaderMixin:
+    """Data-module mixin: loaders built by :func:`sharded_data_loader` from the module's own settings.
+
+    The module has ``batch_size`` and ``seed``, a ``_collate_fn`` and a ``_loader_settings()``
+    method returning the DataLoader worker arguments.
+    """
+
+    batch_size: int
+    seed: int
+    _collate_fn: Callable[[list[Any]], Any]
+    _loader_settings: Callable[[], dict[str, Any]]
+
+    def _dataloader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        """Return a loader of ``dataset`` that shards it across ranks under DDP."""
+        return sharded_data_loader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            drop_last=drop_last,
+            collate_fn=self._collate_fn,
+            **self._loader_settings(),
+        )

@@ -36,7 +36,7 @@ from viscy_data._utils import (
     _split_indices,
     _validate_store_channels,
 )
-from viscy_data.distributed import sharded_data_loader
+from viscy_data.distributed import _ShardedLoaderMixin
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
@@ -62,7 +62,7 @@ def _compose(transforms: _Transforms) -> Compose:
     return Compose(list(transforms or []))
 
 
-class GPUTransformDataModule(LightningDataModule):
+class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
     """Base of data modules with CPU transforms per sample and GPU transforms per batch.
 
     Where a batch is read, normalized and augmented: the loader's worker processes read
@@ -92,6 +92,7 @@ class GPUTransformDataModule(LightningDataModule):
     pin_memory: bool
     prefetch_factor: int | None
     seed: int = 0
+    _collate_fn = staticmethod(list_data_collate)
 
     def _set_loader_settings(
         self, batch_size: int, num_workers: int, pin_memory: bool, prefetch_factor: int | None, seed: int
@@ -158,16 +159,9 @@ class GPUTransformDataModule(LightningDataModule):
         """Per-batch transforms of validation data, on the device."""
         return self._val_gpu_transforms
 
-    def _dataloader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        return sharded_data_loader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            drop_last=drop_last,
-            collate_fn=list_data_collate,
-            **_loader_kwargs(self.num_workers, self.prefetch_factor, self.num_workers > 0, self.pin_memory),
-        )
+    def _loader_settings(self) -> dict[str, Any]:
+        """DataLoader worker arguments; workers persist across epochs (they hold the caches)."""
+        return _loader_kwargs(self.num_workers, self.prefetch_factor, self.num_workers > 0, self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         """Return shuffled training batches."""
