@@ -1,8 +1,10 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 from torch import nn
+
+from viscy_models import _registry
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +22,12 @@ def _params_without_grad(model: nn.Module) -> list[str]:
 def params_without_grad() -> Callable[[nn.Module], list[str]]:
     """Names of parameters whose gradient is missing or not finite after a backward pass."""
     return _params_without_grad
+
+
+@pytest.fixture
+def restore_model_registry() -> Iterator[None]:
+    """Undo the models a test registers."""
+    saved = dict(_registry.MODELS)
+    yield
+    _registry.MODELS.clear()
+    _registry.MODELS.update(saved)

@@ -18,5 +18,6 @@ def test_readme_has_an_example_per_model_family():
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.usefixtures("restore_model_registry")
 def test_readme_example_runs(code):
     exec(compile(code, str(README), "exec"), {})

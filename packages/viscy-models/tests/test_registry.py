@@ -1,8 +1,14 @@
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
+from torch import nn
 
 import viscy_models
-from viscy_models import get_model, list_models
+from viscy_models import get_model, list_models, register_model
+from viscy_models._registry import MODELS
 
 
 def test_root_exports_the_eight_models():
@@ -50,6 +56,76 @@ def test_list_models():
         "contrastive_encoder",
         "resnet3d_encoder",
     ]
+
+
+def test_every_model_exported_at_the_root_is_registered_once():
+    exported = {getattr(viscy_models, name) for name in viscy_models.__all__ if name[0].isupper()}
+    registered = list(MODELS.values())
+    assert exported <= set(registered)
+    assert len(set(registered)) == len(registered)
+
+
+def test_import_registers_every_model_and_imports_every_module():
+    """In a fresh interpreter, ``import viscy_models`` alone runs every module, so every @register_model."""
+    code = (
+        "import pkgutil, sys, viscy_models\n"
+        "print(viscy_models.list_models())\n"
+        "print(sorted(m.name for m in pkgutil.walk_packages(viscy_models.__path__, 'viscy_models.')"
+        " if m.name not in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [str(list_models()), "[]"]
+
+
+@pytest.mark.usefixtures("restore_model_registry")
+def test_a_registered_model_is_listed_and_built_by_name():
+    @register_model("test_tiny_linear")
+    class TinyLinear(nn.Module):
+        def __init__(self, features: int = 2) -> None:
+            super().__init__()
+            self.linear = nn.Linear(features, features)
+
+    assert TinyLinear.__name__ == "TinyLinear"  # the decorator returns the class itself
+    assert list_models()[-1] == "test_tiny_linear"
+    assert list_models()[:-1] == [
+        "unext2",
+        "fcmae",
+        "unet2d",
+        "unet25d",
+        "beta_vae_25d",
+        "beta_vae_monai",
+        "contrastive_encoder",
+        "resnet3d_encoder",
+    ]
+    model = get_model("test_tiny_linear", features=3)
+    assert isinstance(model, TinyLinear)
+    assert model.linear.in_features == 3
+
+
+@pytest.mark.usefixtures("restore_model_registry")
+@pytest.mark.parametrize(
+    ("name", "registered_to"), [("unet2d", "viscy_models.unet.unet2d.Unet2d"), ("test_twice", "First")]
+)
+def test_a_duplicate_name_raises(name, registered_to):
+    @register_model("test_twice")
+    class First(nn.Module):
+        pass
+
+    with pytest.raises(ValueError, match=f"Model name '{name}' is already registered to .*{re.escape(registered_to)}"):
+
+        @register_model(name)
+        class Second(nn.Module):
+            pass
+
+    assert MODELS["test_twice"] is First
+    assert MODELS["unet2d"] is viscy_models.Unet2d
+
+
+@pytest.mark.usefixtures("restore_model_registry")
+def test_register_model_only_takes_module_classes():
+    with pytest.raises(TypeError, match=r"decorates nn\.Module subclasses"):
+        register_model("test_function")(lambda: nn.Identity())
+    assert "test_function" not in list_models()
 
 
 def test_get_model_builds_with_kwargs():

@@ -2,10 +2,16 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from viscy_models._registry import get_model, list_models
-from viscy_models.contrastive import ContrastiveEncoder, ResNet3dEncoder
+from viscy_models._registry import get_model, list_models, register_model
+
+# Importing a family registers its models (see register_model); list_models() follows the order of these imports.
 from viscy_models.unet import FullyConvolutionalMAE, Unet2d, Unet25d, UNeXt2
+
+# isort: split
 from viscy_models.vae import BetaVae25D, BetaVaeMonai
+
+# isort: split
+from viscy_models.contrastive import ContrastiveEncoder, ResNet3dEncoder
 
 try:
     __version__ = version("viscy-models")
@@ -23,4 +29,5 @@ __all__ = [
     "Unet25d",
     "get_model",
     "list_models",
+    "register_model",
 ]

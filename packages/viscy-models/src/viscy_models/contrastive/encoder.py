@@ -6,10 +6,12 @@ import timm
 from torch import Tensor, nn
 
 from viscy_models._backbones import timm_backbone_family
+from viscy_models._registry import register_model
 from viscy_models.components.stems import StemDepthtoChannels
 from viscy_models.contrastive.projection import projection_mlp
 
 
+@register_model("contrastive_encoder")
 class ContrastiveEncoder(nn.Module):
     """Encoder for contrastive learning on ``(B, C, Z, Y, X)`` patches.
 

@@ -3,9 +3,11 @@
 from monai.networks.nets.resnet import ResNetFeatures, resnet_params
 from torch import Tensor, nn
 
+from viscy_models._registry import register_model
 from viscy_models.contrastive.projection import projection_mlp
 
 
+@register_model("resnet3d_encoder")
 class ResNet3dEncoder(nn.Module):
     """Fully 3D ResNet encoder (MONAI, optionally MedicalNet-pretrained) with a projection MLP.
 

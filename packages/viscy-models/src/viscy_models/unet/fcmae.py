@@ -13,6 +13,7 @@ from timm.layers import DropPath, GlobalResponseNormMlp, LayerNorm2d, create_con
 from timm.models.convnext import Downsample
 from torch import BoolTensor, Tensor, nn
 
+from viscy_models._registry import register_model
 from viscy_models.components.blocks import UNeXt2Decoder
 from viscy_models.components.heads import PixelToVoxelHead, PixelToVoxelShuffleHead
 from viscy_models.components.init import init_convnext_weights
@@ -443,6 +444,7 @@ class MaskedMultiscaleEncoder(nn.Module):
         return features, mask
 
 
+@register_model("fcmae")
 class FullyConvolutionalMAE(nn.Module):
     """ConvNeXt-V2 masked autoencoder with a UNeXt2-style decoder, for 2D and 2.5D inputs.
 

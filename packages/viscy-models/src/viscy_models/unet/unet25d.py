@@ -6,10 +6,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from viscy_models._registry import register_model
 from viscy_models.components.conv_block_3d import ConvBlock3D
 from viscy_models.unet._validation import resolve_num_filters, validate_task
 
 
+@register_model("unet25d")
 class Unet25d(nn.Module):
     """2.5D U-Net mapping ``in_stack_depth`` input slices to ``out_stack_depth`` output slices.
 

@@ -6,10 +6,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from viscy_models._registry import register_model
 from viscy_models.components.conv_block_2d import ConvBlock2D
 from viscy_models.unet._validation import resolve_num_filters, validate_task
 
 
+@register_model("unet2d")
 class Unet2d(nn.Module):
     """2D U-Net for ``(B, C, 1, H, W)`` inputs.
 

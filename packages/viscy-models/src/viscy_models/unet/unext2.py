@@ -7,11 +7,13 @@ import timm
 from torch import Tensor, nn
 
 from viscy_models._backbones import timm_backbone_family
+from viscy_models._registry import register_model
 from viscy_models.components.blocks import UNeXt2Decoder, UpsampleMode
 from viscy_models.components.heads import PixelToVoxelHead
 from viscy_models.components.stems import UNeXt2Stem
 
 
+@register_model("unext2")
 class UNeXt2(nn.Module):
     """2.5D U-Net with a ConvNeXt encoder, a ConvNeXt-V2 decoder and a 3D pixel-shuffle head.
 

@@ -9,6 +9,7 @@ from monai.networks.blocks import ResidualUnit, UpSample
 from torch import Tensor, nn
 
 from viscy_models._backbones import timm_backbone_family
+from viscy_models._registry import register_model
 from viscy_models.components.blocks import UPSAMPLE_MODES, UpsampleMode
 from viscy_models.components.heads import PixelToVoxelHead
 from viscy_models.components.stems import StemDepthtoChannels
@@ -255,6 +256,7 @@ class VaeDecoder(nn.Module):
         return self.head(x)
 
 
+@register_model("beta_vae_25d")
 class BetaVae25D(nn.Module):
     """Beta-VAE for 2.5D stacks whose reconstruction has the input's shape.
 

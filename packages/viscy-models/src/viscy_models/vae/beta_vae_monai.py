@@ -8,9 +8,12 @@ from monai.networks.layers import Norm
 from monai.networks.nets import VarAutoEncoder
 from torch import Tensor, nn
 
+from viscy_models._registry import register_model
+
 NORMS = {"batch": Norm.BATCH, "instance": Norm.INSTANCE}
 
 
+@register_model("beta_vae_monai")
 class BetaVaeMonai(nn.Module):
     """Variational autoencoder for 2D or 3D images, built on MONAI's ``VarAutoEncoder``.
 
