@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from viscy_transforms._mapping import RandomMapTransform
-from viscy_transforms._random import TorchRandomizable, apply_to_selected, check_interval, check_probability
+from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._random import (
+    RandomTransform,
+    apply_to_selected,
+    check_batch_shape,
+    check_interval,
+    check_probability,
+)
 
-__all__ = ["BatchedRandAffined"]
+__all__ = ["AffineParams", "BatchedRandAffine", "BatchedRandAffined"]
 
 _MODES = ("bilinear", "nearest")
 
@@ -131,7 +138,86 @@ def sampling_theta(linear: Tensor, translation: Tensor, spatial_shape: Sequence[
     return torch.cat([normalized.flip(1, 2), offset.flip(1).unsqueeze(2)], dim=2)
 
 
-class BatchedRandAffined(TorchRandomizable, RandomMapTransform):
+@dataclass(frozen=True, eq=False)
+class AffineParams:
+    """One draw of :class:`BatchedRandAffine`.
+
+    ``selected`` (B,) says which samples are transformed; ``linear`` (B, 3, 3) is each sample's
+    forward linear map in voxel units and ZYX order (see :func:`affine_matrices`), and
+    ``translation`` (B, 3) its translation as a fraction of the image size along Z, Y, X.
+    """
+
+    selected: Tensor
+    linear: Tensor
+    translation: Tensor
+
+
+class BatchedRandAffine(RandomTransform[AffineParams]):
+    """Array version of :class:`BatchedRandAffined`: a random affine for each sample of a (B, C, Z, Y, X) batch.
+
+    Each sample is selected with probability ``prob`` and gets its own affine, about the volume
+    centre in voxel units; the samples that are not selected are returned untouched.
+
+    Parameters
+    ----------
+    prob, rotate_range, shear_range, translate_range, scale_range, mode
+        As in :class:`BatchedRandAffined`, which documents the units and axis order of every range.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.1,
+        rotate_range: RangeSpec = None,
+        shear_range: RangeSpec = None,
+        translate_range: RangeSpec = None,
+        scale_range: tuple[float, float] | Sequence[tuple[float, float]] | None = None,
+        mode: str = "bilinear",
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        self.prob = check_probability(prob)
+        self.mode = mode
+        axis_forms = "None, a number, or 3 numbers or (min, max) pairs in ZYX order"
+        self._rotate = _per_axis_ranges(rotate_range, "rotate_range", (3,), 3, axis_forms)
+        self._shear = _per_axis_ranges(
+            shear_range, "shear_range", (3, 6), 6, "None, a number, or 3 or 6 numbers or (min, max) pairs"
+        )
+        self._translate = _per_axis_ranges(translate_range, "translate_range", (3,), 3, axis_forms)
+        self._scale, self._isotropic_scale = _scale_ranges(scale_range)
+        super().__init__()
+
+    def _draw_ranges(self, ranges: Tensor, batch_size: int) -> Tensor:
+        return self._uniform(ranges[:, 0], ranges[:, 1], (batch_size, ranges.shape[0]))
+
+    def draw_parameters(self, shape: Sequence[int]) -> AffineParams:
+        """Draw the selection and one affine per sample for a (B, C, Z, Y, X) batch of ``shape``."""
+        check_batch_shape(shape, self)
+        batch_size = shape[0]
+        selected = self._bernoulli(batch_size, self.prob)
+        angles = self._draw_ranges(self._rotate, batch_size)
+        shears = self._draw_ranges(self._shear, batch_size)
+        translation = self._draw_ranges(self._translate, batch_size)
+        if self._isotropic_scale:
+            scales = self._uniform(self._scale[0, 0], self._scale[0, 1], batch_size).unsqueeze(1).expand(-1, 3)
+        else:
+            scales = self._draw_ranges(self._scale, batch_size)
+        return AffineParams(selected=selected, linear=affine_matrices(angles, shears, scales), translation=translation)
+
+    def apply(self, data: Tensor, params: AffineParams) -> Tensor:
+        """Resample the selected samples of a (B, C, Z, Y, X) batch with their affines."""
+        check_batch_shape(data.shape, self)
+        spatial_shape = tuple(data.shape[2:])
+
+        def resample(sub: Tensor, index: Tensor) -> Tensor:
+            translation = params.translation[index] * torch.tensor(spatial_shape, dtype=torch.float64)
+            theta = sampling_theta(params.linear[index], translation, spatial_shape)
+            grid = F.affine_grid(theta.to(device=sub.device, dtype=sub.dtype), list(sub.shape), align_corners=False)
+            return F.grid_sample(sub, grid, mode=self.mode, padding_mode="zeros", align_corners=False)
+
+        return apply_to_selected(data, params.selected, resample)
+
+
+class BatchedRandAffined(SharedDrawMapTransform):
     """Randomly rotate, shear, scale and translate each sample of (B, C, Z, Y, X) batches.
 
     Each sample is selected with probability ``prob`` and gets its own random affine; every key
@@ -182,47 +268,11 @@ class BatchedRandAffined(TorchRandomizable, RandomMapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        self.prob = check_probability(prob)
-        self.mode = mode
-        axis_forms = "None, a number, or 3 numbers or (min, max) pairs in ZYX order"
-        self._rotate = _per_axis_ranges(rotate_range, "rotate_range", (3,), 3, axis_forms)
-        self._shear = _per_axis_ranges(
-            shear_range, "shear_range", (3, 6), 6, "None, a number, or 3 or 6 numbers or (min, max) pairs"
+        self.transform = BatchedRandAffine(
+            prob=prob,
+            rotate_range=rotate_range,
+            shear_range=shear_range,
+            translate_range=translate_range,
+            scale_range=scale_range,
+            mode=mode,
         )
-        self._translate = _per_axis_ranges(translate_range, "translate_range", (3,), 3, axis_forms)
-        self._scale, self._isotropic_scale = _scale_ranges(scale_range)
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._linear = torch.zeros(0, 3, 3, dtype=torch.float64)
-        self._translation_fraction = torch.zeros(0, 3, dtype=torch.float64)
-        self._init_random_state()
-
-    def _draw_ranges(self, ranges: Tensor, batch_size: int) -> Tensor:
-        return self._uniform(ranges[:, 0], ranges[:, 1], (batch_size, ranges.shape[0]))
-
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection and one affine per sample for a batch like ``data``."""
-        batch_size = data.shape[0]
-        self._selected = self._bernoulli(batch_size, self.prob)
-        angles = self._draw_ranges(self._rotate, batch_size)
-        shears = self._draw_ranges(self._shear, batch_size)
-        self._translation_fraction = self._draw_ranges(self._translate, batch_size)
-        if self._isotropic_scale:
-            scales = self._uniform(self._scale[0, 0], self._scale[0, 1], batch_size).unsqueeze(1).expand(-1, 3)
-        else:
-            scales = self._draw_ranges(self._scale, batch_size)
-        self._linear = affine_matrices(angles, shears, scales)
-
-    def _resample(self, data: Tensor, index: Tensor) -> Tensor:
-        spatial_shape = tuple(data.shape[2:])
-        translation = self._translation_fraction[index] * torch.tensor(spatial_shape, dtype=torch.float64)
-        theta = sampling_theta(self._linear[index], translation, spatial_shape)
-        grid = F.affine_grid(theta.to(device=data.device, dtype=data.dtype), list(data.shape), align_corners=False)
-        return F.grid_sample(data, grid, mode=self.mode, padding_mode="zeros", align_corners=False)
-
-    def apply(self, data: Tensor) -> Tensor:
-        """Resample the selected samples of one key's (B, C, Z, Y, X) batch with their affines."""
-        if data.ndim != 5:
-            raise ValueError(f"{type(self).__name__} expects (B, C, Z, Y, X) data, got shape {tuple(data.shape)}")
-        return apply_to_selected(data, self._selected, self._resample)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from numbers import Real
 
-import torch
-from monai.transforms import Transform
 from torch import Tensor
 
 from viscy_transforms._mapping import SharedDrawMapTransform
-from viscy_transforms._random import TorchRandomizable, apply_to_selected, check_interval, check_probability
+from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
 
-__all__ = ["BatchedRandAdjustContrast", "BatchedRandAdjustContrastd"]
+__all__ = ["BatchedRandAdjustContrast", "BatchedRandAdjustContrastd", "ContrastParams"]
 
 
 def _gamma_range(gamma: tuple[float, float] | float) -> tuple[float, float]:
@@ -58,7 +57,15 @@ def adjust_contrast(data: Tensor, gamma: Tensor, invert_image: bool, retain_stat
     return -out if invert_image else out
 
 
-class BatchedRandAdjustContrast(TorchRandomizable, Transform):
+@dataclass(frozen=True, eq=False)
+class ContrastParams:
+    """One draw of :class:`BatchedRandAdjustContrast`: which samples change (B,) and their gammas (B,)."""
+
+    selected: Tensor
+    gammas: Tensor
+
+
+class BatchedRandAdjustContrast(RandomTransform[ContrastParams]):
     """Randomly change the contrast of each sample with a gamma transform.
 
     Each sample is selected with probability ``prob`` and gets its own gamma ~ U(gamma range);
@@ -87,37 +94,19 @@ class BatchedRandAdjustContrast(TorchRandomizable, Transform):
         self.prob = check_probability(prob)
         self.invert_image = invert_image
         self.retain_stats = retain_stats
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._gammas = torch.zeros(0, dtype=torch.float64)
-        self._init_random_state()
+        super().__init__()
 
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection and the gammas for a batch like ``data``."""
-        self._selected = self._bernoulli(data.shape[0], self.prob)
-        self._gammas = self._uniform(*self.gamma, data.shape[0])
+    def draw_parameters(self, shape: Sequence[int]) -> ContrastParams:
+        """Draw the selection and the gammas for a batch of ``shape`` (any shape, batch first)."""
+        selected = self._bernoulli(shape[0], self.prob)
+        return ContrastParams(selected=selected, gammas=self._uniform(*self.gamma, shape[0]))
 
-    @torch.no_grad()
-    def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
-        """Adjust the contrast of a batch (any shape with the batch first).
-
-        Parameters
-        ----------
-        data : Tensor
-            The batch.
-        randomize : bool
-            Draw new parameters (default) or reuse the previous draw.
-
-        Returns
-        -------
-        Tensor
-            The adjusted batch; ``data`` itself when no sample is selected.
-        """
-        if randomize:
-            self.randomize(data)
+    def apply(self, data: Tensor, params: ContrastParams) -> Tensor:
+        """Adjust the contrast of the selected samples; ``data`` itself when none is selected."""
         return apply_to_selected(
             data,
-            self._selected,
-            lambda sub, index: adjust_contrast(sub, self._gammas[index], self.invert_image, self.retain_stats),
+            params.selected,
+            lambda sub, index: adjust_contrast(sub, params.gammas[index], self.invert_image, self.retain_stats),
         )
 
 

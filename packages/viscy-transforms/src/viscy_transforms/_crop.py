@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
 from monai.transforms import Transform
 from torch import Tensor
 
 from viscy_transforms._mapping import ArrayMapTransform, SharedDrawMapTransform
-from viscy_transforms._random import TorchRandomizable
+from viscy_transforms._random import (
+    BATCH_AND_SPATIAL_SHAPES,
+    RandomTransform,
+    check_batch_shape,
+    check_drawn_batch_size,
+)
 
 __all__ = [
     "BatchedCenterSpatialCrop",
     "BatchedCenterSpatialCropd",
     "BatchedRandSpatialCrop",
     "BatchedRandSpatialCropd",
+    "CropParams",
 ]
-
-
-_BATCH_LAYOUTS = {4: "(B, C, Y, X)", 5: "(B, C, Z, Y, X)"}
-
-
-def _check_batched(data: Tensor, transform: object, ndims: tuple[int, ...] = (4, 5)) -> None:
-    """Raise ValueError naming the accepted batch layouts and the shape received."""
-    if data.ndim not in ndims:
-        expected = " or ".join(_BATCH_LAYOUTS[n] for n in ndims)
-        raise ValueError(f"{type(transform).__name__} expects a batch shaped {expected}, got shape {tuple(data.shape)}")
 
 
 def _check_roi_size(roi_size: Sequence[int] | int) -> Sequence[int] | int:
@@ -82,7 +79,7 @@ class BatchedCenterSpatialCrop(Transform):
         Tensor
             The cropped batch.
         """
-        _check_batched(data, self)
+        check_batch_shape(data.shape, self, ndims=(4, 5))
         spatial_shape = tuple(data.shape[2:])
         roi = _roi_for(self.roi_size, spatial_shape)
         starts = center_crop_starts(self.roi_size, spatial_shape)
@@ -109,7 +106,15 @@ class BatchedCenterSpatialCropd(ArrayMapTransform):
         self.transform = BatchedCenterSpatialCrop(roi_size)
 
 
-class BatchedRandSpatialCrop(TorchRandomizable, Transform):
+@dataclass(frozen=True, eq=False)
+class CropParams:
+    """One draw of :class:`BatchedRandSpatialCrop`: the window size (Z, Y, X) and each sample's window start (B, 3)."""
+
+    roi: tuple[int, ...]
+    starts: Tensor
+
+
+class BatchedRandSpatialCrop(RandomTransform[CropParams]):
     """Crop a window of fixed size at a random position drawn independently for every sample.
 
     Works on (B, C, Z, Y, X) batches only, like the reference; other shapes raise ValueError.
@@ -129,6 +134,8 @@ class BatchedRandSpatialCrop(TorchRandomizable, Transform):
         Must be False: a batch cannot hold windows of different sizes.
     """
 
+    shared_shape = BATCH_AND_SPATIAL_SHAPES
+
     def __init__(
         self,
         roi_size: Sequence[int] | int,
@@ -142,59 +149,29 @@ class BatchedRandSpatialCrop(TorchRandomizable, Transform):
         self.max_roi_size = max_roi_size
         self.random_center = random_center
         self.random_size = random_size
-        self._starts: Tensor | None = None
-        self._roi: tuple[int, ...] | None = None
-        self._init_random_state()
+        super().__init__()
 
-    def randomize(self, data: Tensor) -> None:
-        """Draw one window start per sample, shape (B, 3), for a (B, C, Z, Y, X) batch like ``data``."""
-        _check_batched(data, self, ndims=(5,))
-        spatial_shape = tuple(data.shape[2:])
-        self._roi = _roi_for(self.roi_size, spatial_shape)
-        batch_size = data.shape[0]
+    def draw_parameters(self, shape: Sequence[int]) -> CropParams:
+        """Draw one window start per sample, shape (B, 3), for a (B, C, Z, Y, X) batch of ``shape``."""
+        check_batch_shape(shape, self)
+        spatial_shape = tuple(shape[2:])
+        roi = _roi_for(self.roi_size, spatial_shape)
         if self.random_center:
-            margins = torch.tensor([n - r + 1 for n, r in zip(spatial_shape, self._roi, strict=True)])
-            fractions = torch.rand((batch_size, len(spatial_shape)), generator=self._generator, dtype=torch.float64)
-            self._starts = (fractions * margins).long()
+            margins = torch.tensor([n - r + 1 for n, r in zip(spatial_shape, roi, strict=True)])
+            fractions = torch.rand((shape[0], len(spatial_shape)), generator=self._generator, dtype=torch.float64)
+            starts = (fractions * margins).long()
         else:
-            starts = center_crop_starts(self.roi_size, spatial_shape)
-            self._starts = torch.tensor(starts).expand(batch_size, -1)
+            starts = torch.tensor(center_crop_starts(self.roi_size, spatial_shape)).expand(shape[0], -1)
+        return CropParams(roi=roi, starts=starts)
 
-    @torch.no_grad()
-    def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
-        """Crop a (B, C, Z, Y, X) batch.
-
-        Parameters
-        ----------
-        data : Tensor
-            The batch.
-        randomize : bool
-            Draw new window positions (default) or reuse the previous ones.
-
-        Returns
-        -------
-        Tensor
-            A new contiguous tensor of shape (B, C, *roi).
-
-        Raises
-        ------
-        ValueError
-            If ``data`` is not 5D.
-        """
-        _check_batched(data, self, ndims=(5,))
-        if randomize:
-            self.randomize(data)
-        if self._starts is None or self._roi is None:
-            raise RuntimeError(f"{type(self).__name__} has no window positions yet: call it with randomize=True first")
-        if self._starts.shape != (data.shape[0], data.ndim - 2):
-            raise ValueError(
-                f"window positions were drawn for {self._starts.shape[0]} samples with "
-                f"{self._starts.shape[1]} spatial dims, got data of shape {tuple(data.shape)}"
-            )
+    def apply(self, data: Tensor, params: CropParams) -> Tensor:
+        """Crop every sample of a (B, C, Z, Y, X) batch at its window; a new contiguous (B, C, *roi) tensor."""
+        check_batch_shape(data.shape, self)
+        check_drawn_batch_size(params.starts.shape[0], data)
         windows = data
-        for dim, size in enumerate(self._roi):
+        for dim, size in enumerate(params.roi):
             windows = windows.unfold(2 + dim, size, 1)
-        starts = self._starts.to(data.device)
+        starts = params.starts.to(data.device)
         batch = torch.arange(data.shape[0], device=data.device)
         # advanced indices around the channel slice move the batch dim first: (B, C, *roi)
         return windows[(batch, slice(None), *starts.unbind(1))].contiguous()
@@ -218,8 +195,6 @@ class BatchedRandSpatialCropd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
-
-    shared_shape = ((slice(0, 1), "batch sizes"), (slice(2, None), "spatial shapes"))
 
     def __init__(
         self,

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
-from monai.transforms import Transform
 from torch import Tensor
 
 from viscy_transforms._mapping import SharedDrawMapTransform
-from viscy_transforms._random import TorchRandomizable, check_probability
+from viscy_transforms._random import RandomTransform, check_drawn_batch_size, check_probability
 
-__all__ = ["BatchedRandFlip", "BatchedRandFlipd"]
+__all__ = ["BatchedRandFlip", "BatchedRandFlipd", "FlipParams"]
 
 
 def _check_spatial_axes(spatial_axes: int | Sequence[int]) -> tuple[int, ...]:
@@ -23,7 +23,14 @@ def _check_spatial_axes(spatial_axes: int | Sequence[int]) -> tuple[int, ...]:
     return axes
 
 
-class BatchedRandFlip(TorchRandomizable, Transform):
+@dataclass(frozen=True, eq=False)
+class FlipParams:
+    """One draw of :class:`BatchedRandFlip`: ``flips[i, j]`` says whether sample i flips along ``spatial_axes[j]``."""
+
+    flips: Tensor
+
+
+class BatchedRandFlip(RandomTransform[FlipParams]):
     """Flip each sample of a batch along each spatial axis with probability ``prob``.
 
     Every (sample, axis) pair gets its own Bernoulli(prob) draw.
@@ -44,41 +51,27 @@ class BatchedRandFlip(TorchRandomizable, Transform):
     def __init__(self, spatial_axes: int | Sequence[int], prob: float = 0.5) -> None:
         self.spatial_axes = _check_spatial_axes(spatial_axes)
         self.prob = check_probability(prob)
-        self._flips: Tensor | None = None
-        self._init_random_state()
+        super().__init__()
 
-    def randomize(self, data: Tensor) -> None:
-        """Draw the flips, shape (B, len(spatial_axes)), for a batch like ``data``."""
-        flips = self._bernoulli(data.shape[0] * len(self.spatial_axes), self.prob)
-        self._flips = flips.reshape(data.shape[0], len(self.spatial_axes))
-
-    @torch.no_grad()
-    def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
-        """Flip a (B, C, Z, Y, X) or (B, C, Y, X) batch.
-
-        Parameters
-        ----------
-        data : Tensor
-            The batch.
-        randomize : bool
-            Draw new flips (default) or reuse the previous draw.
-
-        Returns
-        -------
-        Tensor
-            The flipped batch (same shape, dtype and device).
-        """
-        if max(self.spatial_axes) >= data.ndim - 2:
+    def _check_axes(self, shape: Sequence[int]) -> None:
+        if max(self.spatial_axes) >= len(shape) - 2:
             raise ValueError(
-                f"spatial_axes {self.spatial_axes} do not fit data of shape {tuple(data.shape)}, "
-                f"which has {data.ndim - 2} spatial dimensions"
+                f"spatial_axes {self.spatial_axes} do not fit data of shape {tuple(shape)}, "
+                f"which has {len(shape) - 2} spatial dimensions"
             )
-        if randomize:
-            self.randomize(data)
-        if self._flips is None or self._flips.shape[0] != data.shape[0]:
-            raise ValueError(f"no flips drawn for a batch of {data.shape[0]}; call with randomize=True")
+
+    def draw_parameters(self, shape: Sequence[int]) -> FlipParams:
+        """Draw the flips, shape (B, len(spatial_axes)), for a (B, C, Z, Y, X) or (B, C, Y, X) batch of ``shape``."""
+        self._check_axes(shape)
+        flips = self._bernoulli(shape[0] * len(self.spatial_axes), self.prob)
+        return FlipParams(flips=flips.reshape(shape[0], len(self.spatial_axes)))
+
+    def apply(self, data: Tensor, params: FlipParams) -> Tensor:
+        """Flip the samples of a batch as drawn; ``data`` itself when nothing is flipped."""
+        self._check_axes(data.shape)
+        check_drawn_batch_size(params.flips.shape[0], data)
         # samples sharing a flip pattern are flipped together: at most 2**len(spatial_axes) batched flips
-        codes = self._flips.long() @ (2 ** torch.arange(len(self.spatial_axes)))
+        codes = params.flips.long() @ (2 ** torch.arange(len(self.spatial_axes)))
         patterns = codes.unique().tolist()
         if patterns == [0]:
             return data

@@ -3,17 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from viscy_transforms._mapping import RandomMapTransform
-from viscy_transforms._random import TorchRandomizable, apply_to_selected, check_interval, check_probability
+from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
 
-__all__ = ["BatchedRandHistogramShiftd"]
+__all__ = ["BatchedRandHistogramShift", "BatchedRandHistogramShiftd", "HistogramShiftParams"]
 
 
-class BatchedRandHistogramShiftd(TorchRandomizable, RandomMapTransform):
+@dataclass(frozen=True, eq=False)
+class HistogramShiftParams:
+    """One draw of :class:`BatchedRandHistogramShift`: which samples change (B,) and their offsets (B,)."""
+
+    selected: Tensor
+    offsets: Tensor
+
+
+class BatchedRandHistogramShift(RandomTransform[HistogramShiftParams]):
+    """Array version of :class:`BatchedRandHistogramShiftd`: add an offset ~ U(shift_range) to each sample of a batch.
+
+    Each sample is selected with probability ``prob``. Works on any shape with the batch first.
+
+    Parameters
+    ----------
+    shift_range, prob
+        As in :class:`BatchedRandHistogramShiftd`.
+    """
+
+    def __init__(self, shift_range: tuple[float, float] = (-0.1, 0.1), prob: float = 0.1) -> None:
+        self.shift_range = check_interval(shift_range, "shift_range")
+        self.prob = check_probability(prob)
+        super().__init__()
+
+    def draw_parameters(self, shape: Sequence[int]) -> HistogramShiftParams:
+        """Draw the selection and the offsets for a batch of ``shape``."""
+        return HistogramShiftParams(
+            selected=self._bernoulli(shape[0], self.prob), offsets=self._uniform(*self.shift_range, shape[0])
+        )
+
+    def apply(self, data: Tensor, params: HistogramShiftParams) -> Tensor:
+        """Shift the selected samples by their offsets; ``data`` itself when none is selected."""
+
+        def shift(sub: Tensor, index: Tensor) -> Tensor:
+            offsets = params.offsets[index].to(device=sub.device, dtype=sub.dtype)
+            return sub + offsets.reshape((-1,) + (1,) * (sub.ndim - 1))
+
+        return apply_to_selected(data, params.selected, shift)
+
+
+class BatchedRandHistogramShiftd(SharedDrawMapTransform):
     """Randomly shift the intensities of each sample by an offset ~ U(shift_range).
 
     Each sample is selected with probability ``prob``; every key of the sample gets the same
@@ -39,21 +79,4 @@ class BatchedRandHistogramShiftd(TorchRandomizable, RandomMapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.shift_range = check_interval(shift_range, "shift_range")
-        self.prob = check_probability(prob)
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._offsets = torch.zeros(0, dtype=torch.float64)
-        self._init_random_state()
-
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection and the offsets for a batch like ``data``."""
-        self._selected = self._bernoulli(data.shape[0], self.prob)
-        self._offsets = self._uniform(*self.shift_range, data.shape[0])
-
-    def _shift(self, data: Tensor, index: Tensor) -> Tensor:
-        offsets = self._offsets[index].to(device=data.device, dtype=data.dtype)
-        return data + offsets.reshape((-1,) + (1,) * (data.ndim - 1))
-
-    def apply(self, data: Tensor) -> Tensor:
-        """Shift the selected samples of one key's batch by their offsets."""
-        return apply_to_selected(data, self._selected, self._shift)
+        self.transform = BatchedRandHistogramShift(shift_range=shift_range, prob=prob)

@@ -3,16 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 from torch import Tensor
 
-from viscy_transforms._mapping import RandomMapTransform
-from viscy_transforms._random import TorchRandomizable, check_probability
+from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._random import RandomTransform, check_probability
 
-__all__ = ["RandInvertIntensityd"]
+__all__ = ["InvertParams", "RandInvertIntensity", "RandInvertIntensityd"]
 
 
-class RandInvertIntensityd(TorchRandomizable, RandomMapTransform):
+@dataclass(frozen=True, eq=False)
+class InvertParams:
+    """One draw of :class:`RandInvertIntensity`: whether to invert the sample."""
+
+    invert: bool
+
+
+class RandInvertIntensity(RandomTransform[InvertParams]):
+    """Array version of :class:`RandInvertIntensityd`: negate (``-x``) a sample with probability ``prob``.
+
+    One decision per call, whatever the shape: on a collated batch it covers the whole batch.
+
+    Parameters
+    ----------
+    prob : float
+        Probability of inverting the sample. Default 0.1.
+    """
+
+    #: one decision whatever the shape, so keys of any shapes can share it
+    shared_shape = ()
+
+    def __init__(self, prob: float = 0.1) -> None:
+        self.prob = check_probability(prob)
+        super().__init__()
+
+    def draw_parameters(self, shape: Sequence[int]) -> InvertParams:
+        """Decide whether to invert this sample (``shape`` is not used)."""
+        return InvertParams(invert=bool(self._bernoulli(1, self.prob).item()))
+
+    def apply(self, data: Tensor, params: InvertParams) -> Tensor:
+        """Negate ``data`` if the decision says so; ``data`` itself otherwise."""
+        return -data if params.invert else data
+
+
+class RandInvertIntensityd(SharedDrawMapTransform):
     """Negate (``-x``) every key of a sample with probability ``prob``.
 
     One decision per call, shared by all keys: a per-sample transform. On a collated batch the
@@ -28,20 +63,8 @@ class RandInvertIntensityd(TorchRandomizable, RandomMapTransform):
         Skip absent keys instead of raising KeyError. Default False.
     """
 
-    shared_shape = ()
-
     def __init__(
         self, keys: Hashable | Sequence[Hashable], prob: float = 0.1, allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.prob = check_probability(prob)
-        self._invert = False
-        self._init_random_state()
-
-    def randomize(self, data: Tensor) -> None:
-        """Decide whether to invert this sample."""
-        self._invert = bool(self._bernoulli(1, self.prob).item())
-
-    def apply(self, data: Tensor) -> Tensor:
-        """Negate ``data`` if this call's decision says so."""
-        return -data if self._invert else data
+        self.transform = RandInvertIntensity(prob=prob)

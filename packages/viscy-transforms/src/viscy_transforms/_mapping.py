@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Self
 
+import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 from torch import Tensor
 
-__all__ = ["ArrayMapTransform", "RandomMapTransform", "SharedDrawMapTransform", "check_same_shape", "present_keys"]
+from viscy_transforms._random import RandomTransform
+
+__all__ = ["ArrayMapTransform", "SharedDrawMapTransform", "check_same_shape", "present_keys"]
 
 
 def present_keys(transform: MapTransform, data: Mapping[Hashable, Any]) -> list[Hashable]:
@@ -68,61 +71,21 @@ class ArrayMapTransform(MapTransform):
         return out
 
 
-class RandomMapTransform(Randomizable, MapTransform):
-    """Dictionary transform drawing its random parameters once per call and applying them to every key.
+class SharedDrawMapTransform(Randomizable, MapTransform):
+    """Dictionary version of a random transform ``self.transform``: one draw for every key.
 
-    The draw is made from the first of the transform's own keys present in the sample (never from
-    other entries such as ``index`` or ``norm_meta``). Subclasses implement ``randomize(data)`` and
-    ``apply(data)`` and may extend ``shared_shape``, the parts of the shape that must agree across
-    keys for one draw to fit them all.
+    Each call draws the parameters once, from the first of the transform's own keys present in
+    the sample (never from other entries such as ``index`` or ``norm_meta``), and applies them to
+    every key, so source and target stay aligned. The keys must agree on the parts of the shape
+    the parameters are drawn for (``self.transform.shared_shape``). The draw is kept in
+    ``self.transform.params``. A subclass only builds ``self.transform`` (a
+    :class:`~viscy_transforms._random.RandomTransform`) in its constructor.
     """
 
-    shared_shape: tuple[tuple[slice, str], ...] = ((slice(0, 1), "batch sizes"),)
+    transform: RandomTransform[Any]
 
-    def apply(self, data: Tensor) -> Tensor:
-        """Apply the current draw to one key's batch."""
-        raise NotImplementedError(f"{type(self).__name__} must implement apply()")
-
-    @torch.no_grad()
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Apply one random draw to every key present; other entries pass through unchanged.
-
-        Parameters
-        ----------
-        data : Mapping[Hashable, Any]
-            Sample dictionary; the keys hold batched tensors.
-
-        Returns
-        -------
-        dict[Hashable, Any]
-            A shallow copy of ``data`` with the keys transformed (the input is not modified).
-        """
-        out = dict(data)
-        keys = present_keys(self, out)
-        if not keys:
-            return out
-        for dims, what in self.shared_shape:
-            check_same_shape(out, keys, dims, what, self)
-        self.randomize(out[keys[0]])
-        for key in keys:
-            out[key] = self.apply(out[key])
-        return out
-
-
-class SharedDrawMapTransform(RandomMapTransform):
-    """Dictionary version of a batched array transform ``self.transform``: one draw for every key.
-
-    The array transform must accept ``transform(data, randomize=False)``.
-    """
-
-    transform: Randomizable
-
-    def apply(self, data: Tensor) -> Tensor:
-        """Apply the wrapped transform's current draw to one key's batch."""
-        return self.transform(data, randomize=False)
-
-    def set_random_state(self, seed: int | None = None, state: Any = None) -> Self:
-        """Reseed the wrapped array transform (see ``TorchRandomizable.set_random_state``).
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> Self:
+        """Reseed the wrapped transform (see ``TorchRandomizable.set_random_state``).
 
         Parameters
         ----------
@@ -141,5 +104,48 @@ class SharedDrawMapTransform(RandomMapTransform):
         return self
 
     def randomize(self, data: Tensor) -> None:
-        """Draw new random parameters for a batch like ``data``."""
+        """Draw new parameters for a batch like ``data`` (kept in ``self.transform.params``)."""
         self.transform.randomize(data)
+
+    def draw_parameters(self, shape: Sequence[int]) -> Any:
+        """Draw the parameters of one call on keys of ``shape``, without applying them.
+
+        Parameters
+        ----------
+        shape : Sequence[int]
+            Shape of the keys' tensors.
+
+        Returns
+        -------
+        Any
+            The wrapped transform's parameters, to pass to ``__call__(data, params=...)``.
+        """
+        return self.transform.draw_parameters(shape)
+
+    @torch.no_grad()
+    def __call__(self, data: Mapping[Hashable, Any], params: Any = None) -> dict[Hashable, Any]:
+        """Apply one random draw (or the given parameters) to every key present; other entries pass through.
+
+        Parameters
+        ----------
+        data : Mapping[Hashable, Any]
+            Sample dictionary; the keys hold (batched) tensors.
+        params : Any
+            Parameters to apply instead of a new draw, from :meth:`draw_parameters` or
+            ``self.transform.params``.
+
+        Returns
+        -------
+        dict[Hashable, Any]
+            A shallow copy of ``data`` with the keys transformed (the input is not modified).
+        """
+        out = dict(data)
+        keys = present_keys(self, out)
+        if not keys:
+            return out
+        for dims, what in self.transform.shared_shape:
+            check_same_shape(out, keys, dims, what, self)
+        params = self.transform.resolve_parameters(out[keys[0]], params=params)
+        for key in keys:
+            out[key] = self.transform.apply(out[key], params)
+        return out

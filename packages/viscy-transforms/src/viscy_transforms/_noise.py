@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
-from monai.transforms import Transform
 from numpy.typing import DTypeLike
 from torch import Tensor
 
 from viscy_transforms._mapping import SharedDrawMapTransform
-from viscy_transforms._random import (
-    TorchRandomizable,
-    apply_to_selected,
-    check_probability,
-    field_generator,
-)
+from viscy_transforms._random import RandomTransform, apply_to_selected, check_probability, field_generator
 
 __all__ = [
     "BatchedRandGaussianNoise",
     "BatchedRandGaussianNoised",
+    "NoiseParams",
     "RandGaussianNoiseTensor",
     "RandGaussianNoiseTensord",
 ]
@@ -33,7 +29,20 @@ def _standard_normal(shape: Sequence[int], seed: int, like: Tensor) -> Tensor:
     return torch.randn(shape, generator=field_generator(seed, like.device), device=like.device, dtype=like.dtype)
 
 
-class RandGaussianNoiseTensor(TorchRandomizable, Transform):
+@dataclass(frozen=True, eq=False)
+class NoiseParams:
+    """One draw of the Gaussian noise transforms.
+
+    ``selected`` (N,) says which samples get noise, ``stds`` (N,) their standard deviations, and
+    ``seed`` seeds the noise field, generated on the data's device (N is 1 for one sample).
+    """
+
+    selected: Tensor
+    stds: Tensor
+    seed: int
+
+
+class RandGaussianNoiseTensor(RandomTransform[NoiseParams]):
     """Add Gaussian noise to one sample with probability ``prob`` (MONAI ``RandGaussianNoise`` semantics).
 
     The noise is generated with torch directly on the input's device and in its dtype.
@@ -53,6 +62,9 @@ class RandGaussianNoiseTensor(TorchRandomizable, Transform):
         Draw the standard deviation from U(0, std). Default True.
     """
 
+    #: one noise field for every key of a sample, so the keys must have the same shape
+    shared_shape = ((slice(None), "shapes"),)
+
     def __init__(
         self,
         prob: float = 0.1,
@@ -68,46 +80,53 @@ class RandGaussianNoiseTensor(TorchRandomizable, Transform):
         self.std = std
         self.dtype = dtype
         self.sample_std = sample_std
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._stds = torch.zeros(0, dtype=torch.float64)
-        self._noise_seed = 0
-        self._init_random_state()
+        super().__init__()
 
-    def _draw(self, count: int) -> None:
-        self._selected = self._bernoulli(count, self.prob)
-        self._stds = self._uniform(0.0, self.std, count) if self.sample_std else torch.full((count,), float(self.std))
-        self._noise_seed = self._draw_seed()
+    def _draw(self, count: int) -> NoiseParams:
+        selected = self._bernoulli(count, self.prob)
+        stds = self._uniform(0.0, self.std, count) if self.sample_std else torch.full((count,), float(self.std))
+        return NoiseParams(selected=selected, stds=stds, seed=self._draw_seed())
 
-    def randomize(self, data: Tensor) -> None:
-        """Draw whether to add noise, the standard deviation and the noise seed."""
-        self._draw(1)
+    def draw_parameters(self, shape: Sequence[int]) -> NoiseParams:
+        """Draw whether to add noise to the sample, the standard deviation and the noise seed."""
+        return self._draw(1)
 
-    def _add_noise(self, data: Tensor, index: Tensor, mean: float | None) -> Tensor:
-        noise = _standard_normal(data.shape, self._noise_seed, data)
-        std = self._stds[index].to(device=data.device, dtype=data.dtype).reshape((-1,) + (1,) * (data.ndim - 1))
+    def _add_noise(self, data: Tensor, index: Tensor, params: NoiseParams, mean: float | None) -> Tensor:
+        noise = _standard_normal(data.shape, params.seed, data)
+        std = params.stds[index].to(device=data.device, dtype=data.dtype).reshape((-1,) + (1,) * (data.ndim - 1))
         return data + (noise * std + (self.mean if mean is None else mean))
 
-    def __call__(self, img: Tensor, mean: float | None = None, randomize: bool = True) -> Tensor:
-        """Add noise to one sample.
+    def apply(self, data: Tensor, params: NoiseParams, mean: float | None = None) -> Tensor:
+        """Add the drawn noise to one sample (any shape); the same values as ``data`` when no noise is added.
+
+        ``mean``, when given, overrides the noise mean.
+        """
+        add_noise = partial(self._add_noise, params=params, mean=mean)
+        return apply_to_selected(data.unsqueeze(0), params.selected, add_noise).squeeze(0)
+
+    @torch.no_grad()
+    def __call__(
+        self, img: Tensor, mean: float | None = None, randomize: bool = True, params: NoiseParams | None = None
+    ) -> Tensor:
+        """Add noise, with new random parameters, the latest ones or the given ones.
 
         Parameters
         ----------
         img : Tensor
-            The sample, any shape.
+            The sample, any shape (for :class:`BatchedRandGaussianNoise`, a batch with the batch first).
         mean : float | None
             Overrides the noise mean for this call.
         randomize : bool
-            Draw new parameters and noise (default) or reuse the previous draw.
+            Draw new parameters and noise (default) or reuse the latest draw.
+        params : NoiseParams | None
+            Parameters to apply instead.
 
         Returns
         -------
         Tensor
-            The noisy sample (same values as ``img`` when no noise is added).
+            The noisy data; a batch in which no sample is selected is returned itself.
         """
-        if randomize:
-            self.randomize(img)
-        with torch.no_grad():
-            return apply_to_selected(img.unsqueeze(0), self._selected, partial(self._add_noise, mean=mean)).squeeze(0)
+        return self.apply(img, self.resolve_parameters(img, randomize, params), mean=mean)
 
 
 class BatchedRandGaussianNoise(RandGaussianNoiseTensor):
@@ -117,41 +136,20 @@ class BatchedRandGaussianNoise(RandGaussianNoiseTensor):
     deviation ~ U(0, std). Parameters as in :class:`RandGaussianNoiseTensor`.
     """
 
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection, the standard deviations and the noise seed for a batch like ``data``."""
-        self._draw(data.shape[0])
+    def draw_parameters(self, shape: Sequence[int]) -> NoiseParams:
+        """Draw the selection, the standard deviations and the noise seed for a batch of ``shape``."""
+        return self._draw(shape[0])
 
-    def __call__(self, img: Tensor, mean: float | None = None, randomize: bool = True) -> Tensor:
-        """Add noise to a batch (any shape with the batch first).
+    def apply(self, data: Tensor, params: NoiseParams, mean: float | None = None) -> Tensor:
+        """Add the drawn noise to a batch (any shape, batch first); ``data`` itself when no sample is selected.
 
-        Parameters
-        ----------
-        img : Tensor
-            The batch.
-        mean : float | None
-            Overrides the noise mean for this call.
-        randomize : bool
-            Draw new parameters and noise (default) or reuse the previous draw.
-
-        Returns
-        -------
-        Tensor
-            The noisy batch; ``img`` itself when no sample is selected.
+        ``mean``, when given, overrides the noise mean.
         """
-        if randomize:
-            self.randomize(img)
-        with torch.no_grad():
-            return apply_to_selected(img, self._selected, partial(self._add_noise, mean=mean))
+        return apply_to_selected(data, params.selected, partial(self._add_noise, params=params, mean=mean))
 
 
 class _NoiseMapTransform(SharedDrawMapTransform):
-    """Noise applied to several keys: the same noise field, so the keys must have the same shape."""
-
-    shared_shape = ((slice(None), "shapes"),)
-
-
-class RandGaussianNoiseTensord(_NoiseMapTransform):
-    """Dictionary version of :class:`RandGaussianNoiseTensor`: every key gets the same noise.
+    """Dictionary version of a Gaussian noise transform ``noise_class``: the same noise for every key.
 
     Parameters
     ----------
@@ -171,6 +169,8 @@ class RandGaussianNoiseTensord(_NoiseMapTransform):
         Draw the standard deviation from U(0, std). Default True.
     """
 
+    noise_class: type[RandGaussianNoiseTensor]
+
     def __init__(
         self,
         keys: Hashable | Sequence[Hashable],
@@ -182,14 +182,25 @@ class RandGaussianNoiseTensord(_NoiseMapTransform):
         sample_std: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.transform = RandGaussianNoiseTensor(prob=prob, mean=mean, std=std, dtype=dtype, sample_std=sample_std)
+        self.transform = self.noise_class(prob=prob, mean=mean, std=std, dtype=dtype, sample_std=sample_std)
+
+
+class RandGaussianNoiseTensord(_NoiseMapTransform):
+    """Dictionary version of :class:`RandGaussianNoiseTensor`: every key gets the same noise.
+
+    Parameters as in :class:`RandGaussianNoiseTensor`, plus ``keys`` (tensors of one shape) and
+    ``allow_missing_keys`` (skip absent keys instead of raising KeyError).
+    """
+
+    noise_class = RandGaussianNoiseTensor
 
 
 class BatchedRandGaussianNoised(_NoiseMapTransform):
     """Dictionary version of :class:`BatchedRandGaussianNoise`.
 
     ``prob`` is per sample. Every key gets the same selection, standard deviations and noise
-    field, so the keys must have the same shape.
+    field, so the keys must have the same shape. The other parameters are those of
+    :class:`BatchedRandGaussianNoise`.
 
     Parameters
     ----------
@@ -197,27 +208,8 @@ class BatchedRandGaussianNoised(_NoiseMapTransform):
         Keys of the batched tensors to make noisy.
     prob : float
         Probability of adding noise to one sample. Default 0.1.
-    mean : float
-        Mean of the noise. Default 0.0.
-    std : float
-        Standard deviation (or its upper bound with ``sample_std``). Default 0.1.
-    dtype : DTypeLike
-        Accepted for signature compatibility; the output keeps the input's dtype.
-    allow_missing_keys : bool
-        Skip absent keys instead of raising KeyError. Default False.
     sample_std : bool
         Draw each sample's standard deviation from U(0, std). Default True.
     """
 
-    def __init__(
-        self,
-        keys: Hashable | Sequence[Hashable],
-        prob: float = 0.1,
-        mean: float = 0.0,
-        std: float = 0.1,
-        dtype: DTypeLike = np.float32,
-        allow_missing_keys: bool = False,
-        sample_std: bool = True,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = BatchedRandGaussianNoise(prob=prob, mean=mean, std=std, dtype=dtype, sample_std=sample_std)
+    noise_class = BatchedRandGaussianNoise

@@ -1,24 +1,38 @@
-"""Random state of the stochastic transforms: torch generators they own, seeded the MONAI way."""
+"""The random transforms' base: parameters drawn from a torch generator each transform owns, then applied."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from numbers import Real
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import numpy as np
 import torch
-from monai.transforms import Randomizable
+from monai.transforms import Randomizable, Transform
 from monai.utils import MAX_SEED
 from torch import Tensor
 
 __all__ = [
+    "BATCH_AND_SPATIAL_SHAPES",
+    "ParametersNotDrawnError",
+    "RandomTransform",
     "TorchRandomizable",
     "apply_to_selected",
+    "check_batch_shape",
+    "check_drawn_batch_size",
     "check_interval",
     "check_probability",
     "field_generator",
 ]
+
+P = TypeVar("P")
+
+#: ``RandomTransform.shared_shape`` of transforms whose parameters depend on the spatial shape too
+BATCH_AND_SPATIAL_SHAPES = ((slice(0, 1), "batch sizes"), (slice(2, None), "spatial shapes"))
+
+#: layout names of the batch ranks, for messages
+_BATCH_LAYOUTS = {4: "(B, C, Y, X)", 5: "(B, C, Z, Y, X)"}
 
 
 class TorchRandomizable(Randomizable):
@@ -81,6 +95,140 @@ class TorchRandomizable(Randomizable):
         return low + (high - low) * torch.rand(size, generator=self._generator, dtype=torch.float64)
 
 
+class ParametersNotDrawnError(RuntimeError, ValueError):
+    """A transform was asked to reuse its previous draw before it drew any parameters.
+
+    Both a RuntimeError and a ValueError, the two types that the transforms raised for it before
+    they shared a base class.
+    """
+
+
+class RandomTransform(TorchRandomizable, Transform, Generic[P]):
+    """A random transform whose random parameters are drawn apart from applying them.
+
+    A subclass implements two methods:
+
+    - ``draw_parameters(shape)`` draws everything random about one call, for data of that
+      shape, from the transform's own generator and returns it as a parameter object (a frozen
+      dataclass of CPU tensors, one entry per sample of a batch);
+    - ``apply(data, params)`` applies those parameters to ``data``, deterministically, and checks
+      that they fit it.
+
+    Calling the transform draws, keeps the draw in :attr:`params` and applies it. A caller can
+    inspect the parameters, apply them again to other data of the same shape (``randomize=False``
+    reuses the latest draw, ``params=`` applies any), or draw them without applying anything.
+    The dictionary version of a transform (see ``SharedDrawMapTransform``) draws once per sample
+    and applies the same parameters to all its keys.
+
+    Subclasses validate their constructor arguments, then call ``super().__init__()``, which
+    seeds the generator (see :class:`TorchRandomizable`).
+
+    Attributes
+    ----------
+    params : P | None
+        The latest draw, None before the first.
+    shared_shape : tuple[tuple[slice, str], ...]
+        The parts of the data's shape that the parameters are drawn for, each with its name for
+        messages: the dictionary version applies one draw to several keys only where these agree.
+        Default: the batch size.
+    """
+
+    shared_shape: tuple[tuple[slice, str], ...] = ((slice(0, 1), "batch sizes"),)
+
+    def __init__(self) -> None:
+        self.params: P | None = None
+        self._init_random_state()
+
+    @abstractmethod
+    def draw_parameters(self, shape: Sequence[int]) -> P:
+        """Draw the random parameters of one call on data of ``shape``.
+
+        Parameters
+        ----------
+        shape : Sequence[int]
+            Shape of the data the parameters are for (batch first for batched transforms).
+
+        Returns
+        -------
+        P
+            The parameters, to pass to :meth:`apply`.
+        """
+
+    @abstractmethod
+    def apply(self, data: Tensor, params: P) -> Tensor:
+        """Apply drawn parameters to ``data``.
+
+        Parameters
+        ----------
+        data : Tensor
+            Data of a shape the parameters were drawn for.
+        params : P
+            Parameters from :meth:`draw_parameters`.
+
+        Returns
+        -------
+        Tensor
+            The transformed data.
+        """
+
+    def randomize(self, data: Tensor) -> None:
+        """Draw new parameters for data like ``data`` and keep them in :attr:`params`."""
+        self.params = self.draw_parameters(data.shape)
+
+    def resolve_parameters(self, data: Tensor, randomize: bool = True, params: P | None = None) -> P:
+        """Return the parameters a call on ``data`` applies: ``params`` if given, else a new or the latest draw.
+
+        Parameters
+        ----------
+        data : Tensor
+            The data of the call.
+        randomize : bool
+            Without ``params``: draw new parameters (default) or reuse the latest draw.
+        params : P | None
+            Parameters to apply; they leave :attr:`params` as it is.
+
+        Returns
+        -------
+        P
+            The parameters to apply.
+
+        Raises
+        ------
+        ParametersNotDrawnError
+            If the latest draw is asked for before any draw.
+        """
+        if params is not None:
+            return params
+        if randomize:
+            self.randomize(data)
+        if self.params is None:
+            raise ParametersNotDrawnError(
+                f"{type(self).__name__} has drawn no parameters yet: call it with randomize=True first"
+            )
+        return self.params
+
+    @torch.no_grad()
+    def __call__(self, data: Tensor, randomize: bool = True, params: P | None = None) -> Tensor:
+        """Transform ``data`` with new random parameters, the latest ones, or the given ones.
+
+        Parameters
+        ----------
+        data : Tensor
+            The data (a batch, batch first, for batched transforms).
+        randomize : bool
+            Draw new parameters (default) or reuse the latest draw.
+        params : P | None
+            Parameters to apply instead, from :meth:`draw_parameters` or :attr:`params`.
+
+        Returns
+        -------
+        Tensor
+            The transformed data, with the shape rules of the transform; samples that are not
+            selected are unchanged.
+        """
+        return self.apply(data, self.resolve_parameters(data, randomize, params))
+
+
 def field_generator(seed: int, device: torch.device) -> torch.Generator:
     """Return a generator on ``device`` seeded with ``seed``.
 
@@ -118,11 +266,7 @@ def apply_to_selected(
     Tensor
         ``unselected`` (default ``data``) itself when no sample is selected, otherwise a new tensor.
     """
-    if selected.shape != (data.shape[0],):
-        raise ValueError(
-            f"the random parameters were drawn for a batch of {selected.shape[0]} samples, "
-            f"but the data has batch size {data.shape[0]}; call with randomize=True"
-        )
+    check_drawn_batch_size(selected.shape[0], data)
     unselected = data if unselected is None else unselected
     index = selected.nonzero().squeeze(1)
     if index.numel() == 0:
@@ -133,6 +277,22 @@ def apply_to_selected(
     out = unselected.clone()
     out[device_index] = transform(data[device_index], index).to(out.dtype)
     return out
+
+
+def check_drawn_batch_size(drawn: int, data: Tensor) -> None:
+    """Raise ValueError unless parameters drawn for ``drawn`` samples fit the batch ``data``."""
+    if drawn != data.shape[0]:
+        raise ValueError(
+            f"the random parameters were drawn for a batch of {drawn} samples, "
+            f"but the data has batch size {data.shape[0]}; call with randomize=True"
+        )
+
+
+def check_batch_shape(shape: Sequence[int], transform: object, ndims: tuple[int, ...] = (5,)) -> None:
+    """Raise ValueError, naming the accepted layouts and the shape received, unless ``len(shape)`` is in ``ndims``."""
+    if len(shape) not in ndims:
+        expected = " or ".join(_BATCH_LAYOUTS[n] for n in ndims)
+        raise ValueError(f"{type(transform).__name__} expects a batch shaped {expected}, got shape {tuple(shape)}")
 
 
 def check_probability(prob: float, name: str = "prob") -> float:

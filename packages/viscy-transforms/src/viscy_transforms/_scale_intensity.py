@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from numbers import Real
 
-import torch
-from monai.transforms import Transform
 from torch import Tensor
 
 from viscy_transforms._mapping import SharedDrawMapTransform
-from viscy_transforms._random import TorchRandomizable, apply_to_selected, check_interval, check_probability
+from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
 
-__all__ = ["BatchedRandScaleIntensity", "BatchedRandScaleIntensityd"]
+__all__ = ["BatchedRandScaleIntensity", "BatchedRandScaleIntensityd", "ScaleIntensityParams"]
 
 
-class BatchedRandScaleIntensity(TorchRandomizable, Transform):
+@dataclass(frozen=True, eq=False)
+class ScaleIntensityParams:
+    """One draw of :class:`BatchedRandScaleIntensity`: which samples change (B,) and their factors (B,) or (B, C)."""
+
+    selected: Tensor
+    factors: Tensor
+
+
+class BatchedRandScaleIntensity(RandomTransform[ScaleIntensityParams]):
     """Randomly scale the intensity of each sample: ``x * (1 + f)`` with f ~ U(factors).
 
     Matches MONAI ``RandScaleIntensity`` applied to each sample, with a selection and factor of its own.
@@ -36,45 +43,30 @@ class BatchedRandScaleIntensity(TorchRandomizable, Transform):
         self.factors = check_interval((-factors, factors) if isinstance(factors, Real) else factors, "factors")
         self.prob = check_probability(prob)
         self.channel_wise = channel_wise
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._factors = torch.zeros(0, dtype=torch.float64)
-        self._init_random_state()
+        if channel_wise:
+            self.shared_shape = ((slice(0, 2), "batch sizes and channel counts"),)
+        super().__init__()
 
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection and the factors, shape (B,) or (B, C), for a batch like ``data``."""
-        self._selected = self._bernoulli(data.shape[0], self.prob)
-        size = tuple(data.shape[:2]) if self.channel_wise and data.ndim > 2 else (data.shape[0],)
-        self._factors = self._uniform(*self.factors, size)
+    def draw_parameters(self, shape: Sequence[int]) -> ScaleIntensityParams:
+        """Draw the selection and the factors, shape (B,) or (B, C), for a batch of ``shape``."""
+        selected = self._bernoulli(shape[0], self.prob)
+        size = tuple(shape[:2]) if self.channel_wise and len(shape) > 2 else (shape[0],)
+        return ScaleIntensityParams(selected=selected, factors=self._uniform(*self.factors, size))
 
-    def _scale(self, data: Tensor, index: Tensor) -> Tensor:
-        factors = self._factors[index]
-        if factors.ndim == 2 and factors.shape[1] != data.shape[1]:
-            raise ValueError(
-                f"channel-wise factors were drawn for {factors.shape[1]} channels, "
-                f"got data of shape {tuple(data.shape)}"
-            )
-        factors = factors.to(device=data.device, dtype=data.dtype)
-        return data * (1 + factors.reshape(factors.shape + (1,) * (data.ndim - factors.ndim)))
+    def apply(self, data: Tensor, params: ScaleIntensityParams) -> Tensor:
+        """Scale the selected samples (any shape, batch first, channels second); ``data`` itself when none is."""
 
-    @torch.no_grad()
-    def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
-        """Scale a batch (any shape with the batch first, channels second).
+        def scale(sub: Tensor, index: Tensor) -> Tensor:
+            factors = params.factors[index]
+            if factors.ndim == 2 and factors.shape[1] != sub.shape[1]:
+                raise ValueError(
+                    f"channel-wise factors were drawn for {factors.shape[1]} channels, "
+                    f"got data of shape {tuple(data.shape)}"
+                )
+            factors = factors.to(device=sub.device, dtype=sub.dtype)
+            return sub * (1 + factors.reshape(factors.shape + (1,) * (sub.ndim - factors.ndim)))
 
-        Parameters
-        ----------
-        data : Tensor
-            The batch.
-        randomize : bool
-            Draw new parameters (default) or reuse the previous draw.
-
-        Returns
-        -------
-        Tensor
-            The scaled batch; ``data`` itself when no sample is selected.
-        """
-        if randomize:
-            self.randomize(data)
-        return apply_to_selected(data, self._selected, self._scale)
+        return apply_to_selected(data, params.selected, scale)
 
 
 class BatchedRandScaleIntensityd(SharedDrawMapTransform):
@@ -104,5 +96,3 @@ class BatchedRandScaleIntensityd(SharedDrawMapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = BatchedRandScaleIntensity(factors=factors, prob=prob, channel_wise=channel_wise)
-        if channel_wise:
-            self.shared_shape = ((slice(0, 2), "batch sizes and channel counts"),)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from viscy_transforms._mapping import RandomMapTransform
-from viscy_transforms._random import TorchRandomizable, apply_to_selected, check_interval, check_probability
+from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._random import (
+    RandomTransform,
+    apply_to_selected,
+    check_batch_shape,
+    check_interval,
+    check_probability,
+)
 
-__all__ = ["BatchedRandSharpend"]
+__all__ = ["BatchedRandSharpen", "BatchedRandSharpend", "SharpenParams", "sharpen"]
 
 
 def sharpen(data: Tensor, alpha: Tensor) -> Tensor:
@@ -46,7 +53,44 @@ def sharpen(data: Tensor, alpha: Tensor) -> Tensor:
     return (1 - alpha) * data + alpha * filtered
 
 
-class BatchedRandSharpend(TorchRandomizable, RandomMapTransform):
+@dataclass(frozen=True, eq=False)
+class SharpenParams:
+    """One draw of :class:`BatchedRandSharpen`: which samples change (B,) and their blending weights (B,)."""
+
+    selected: Tensor
+    alphas: Tensor
+
+
+class BatchedRandSharpen(RandomTransform[SharpenParams]):
+    """Array version of :class:`BatchedRandSharpend`: sharpen each sample of a (B, C, Z, Y, X) batch by :func:`sharpen`.
+
+    Each sample is selected with probability ``prob`` and blended with weight alpha ~ U(alpha_range).
+
+    Parameters
+    ----------
+    alpha_range, prob
+        As in :class:`BatchedRandSharpend`.
+    """
+
+    def __init__(self, alpha_range: tuple[float, float] = (0.1, 0.5), prob: float = 0.1) -> None:
+        self.alpha_range = check_interval(alpha_range, "alpha_range")
+        self.prob = check_probability(prob)
+        super().__init__()
+
+    def draw_parameters(self, shape: Sequence[int]) -> SharpenParams:
+        """Draw the selection and the alphas for a (B, C, Z, Y, X) batch of ``shape``."""
+        check_batch_shape(shape, self)
+        return SharpenParams(
+            selected=self._bernoulli(shape[0], self.prob), alphas=self._uniform(*self.alpha_range, shape[0])
+        )
+
+    def apply(self, data: Tensor, params: SharpenParams) -> Tensor:
+        """Sharpen the selected samples of a (B, C, Z, Y, X) batch; ``data`` itself when none is selected."""
+        check_batch_shape(data.shape, self)
+        return apply_to_selected(data, params.selected, lambda sub, index: sharpen(sub, params.alphas[index]))
+
+
+class BatchedRandSharpend(SharedDrawMapTransform):
     """Randomly sharpen each sample of (B, C, Z, Y, X) batches with a weight alpha ~ U(alpha_range).
 
     Each sample is selected with probability ``prob``; every key of the sample gets the same
@@ -72,19 +116,4 @@ class BatchedRandSharpend(TorchRandomizable, RandomMapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.alpha_range = check_interval(alpha_range, "alpha_range")
-        self.prob = check_probability(prob)
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._alphas = torch.zeros(0, dtype=torch.float64)
-        self._init_random_state()
-
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection and the alphas for a batch like ``data``."""
-        self._selected = self._bernoulli(data.shape[0], self.prob)
-        self._alphas = self._uniform(*self.alpha_range, data.shape[0])
-
-    def apply(self, data: Tensor) -> Tensor:
-        """Sharpen the selected samples of one key's (B, C, Z, Y, X) batch."""
-        if data.ndim != 5:
-            raise ValueError(f"{type(self).__name__} expects (B, C, Z, Y, X) data, got shape {tuple(data.shape)}")
-        return apply_to_selected(data, self._selected, lambda sub, index: sharpen(sub, self._alphas[index]))
+        self.transform = BatchedRandSharpen(alpha_range=alpha_range, prob=prob)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from numbers import Real
 
 import torch
-from monai.transforms import Transform
 from torch import Tensor
 
 from viscy_transforms._gaussian_filter import BORDER_TYPES, separable_gaussian_filter
 from viscy_transforms._mapping import SharedDrawMapTransform
-from viscy_transforms._random import TorchRandomizable, apply_to_selected, check_interval, check_probability
+from viscy_transforms._random import (
+    RandomTransform,
+    apply_to_selected,
+    check_batch_shape,
+    check_interval,
+    check_probability,
+)
 
-__all__ = ["BatchedRandGaussianSmooth", "BatchedRandGaussianSmoothd"]
+__all__ = ["BatchedRandGaussianSmooth", "BatchedRandGaussianSmoothd", "SmoothParams"]
 
 
 def _sigma_range(sigma: tuple[float, float] | float, name: str) -> tuple[float, float]:
@@ -23,7 +29,15 @@ def _sigma_range(sigma: tuple[float, float] | float, name: str) -> tuple[float, 
     return low, high
 
 
-class BatchedRandGaussianSmooth(TorchRandomizable, Transform):
+@dataclass(frozen=True, eq=False)
+class SmoothParams:
+    """One draw of :class:`BatchedRandGaussianSmooth`: which samples change (B,) and their sigmas (B, 3), ZYX."""
+
+    selected: Tensor
+    sigmas: Tensor
+
+
+class BatchedRandGaussianSmooth(RandomTransform[SmoothParams]):
     """Randomly blur each sample of a (B, C, Z, Y, X) batch with an anisotropic Gaussian.
 
     Each sample is selected with probability ``prob`` and gets its own sigma along each axis.
@@ -65,41 +79,24 @@ class BatchedRandGaussianSmooth(TorchRandomizable, Transform):
         self.truncated = truncated
         self.prob = check_probability(prob)
         self.border_type = border_type
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._sigmas = torch.zeros(0, 3, dtype=torch.float64)
-        self._init_random_state()
+        super().__init__()
 
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection and the sigmas, shape (B, 3) in ZYX order, for a batch like ``data``."""
-        batch_size = data.shape[0]
-        self._selected = self._bernoulli(batch_size, self.prob)
+    def draw_parameters(self, shape: Sequence[int]) -> SmoothParams:
+        """Draw the selection and the sigmas, shape (B, 3) in ZYX order, for a (B, C, Z, Y, X) batch of ``shape``."""
+        check_batch_shape(shape, self)
+        batch_size = shape[0]
+        selected = self._bernoulli(batch_size, self.prob)
         ranges = (self.sigma_z, self.sigma_y, self.sigma_x)
-        self._sigmas = torch.stack([self._uniform(low, high, batch_size) for low, high in ranges], dim=1)
+        sigmas = torch.stack([self._uniform(low, high, batch_size) for low, high in ranges], dim=1)
+        return SmoothParams(selected=selected, sigmas=sigmas)
 
-    @torch.no_grad()
-    def __call__(self, data: Tensor, randomize: bool = True) -> Tensor:
-        """Blur a (B, C, Z, Y, X) batch.
-
-        Parameters
-        ----------
-        data : Tensor
-            The batch.
-        randomize : bool
-            Draw new parameters (default) or reuse the previous draw.
-
-        Returns
-        -------
-        Tensor
-            The blurred batch; ``data`` itself when no sample is selected.
-        """
-        if data.ndim != 5:
-            raise ValueError(f"{type(self).__name__} expects (B, C, Z, Y, X) data, got shape {tuple(data.shape)}")
-        if randomize:
-            self.randomize(data)
+    def apply(self, data: Tensor, params: SmoothParams) -> Tensor:
+        """Blur the selected samples of a (B, C, Z, Y, X) batch; ``data`` itself when none is selected."""
+        check_batch_shape(data.shape, self)
         return apply_to_selected(
             data,
-            self._selected,
-            lambda sub, index: separable_gaussian_filter(sub, self._sigmas[index], self.truncated, self.border_type),
+            params.selected,
+            lambda sub, index: separable_gaussian_filter(sub, params.sigmas[index], self.truncated, self.border_type),
         )
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from viscy_transforms._mapping import RandomMapTransform
-from viscy_transforms._random import TorchRandomizable, apply_to_selected, check_probability
+from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._random import RandomTransform, apply_to_selected, check_batch_shape, check_probability
 
-__all__ = ["BatchedRandZStackShiftd", "shift_along_z"]
+__all__ = ["BatchedRandZStackShift", "BatchedRandZStackShiftd", "ZStackShiftParams", "shift_along_z"]
 
 _MODES = ("constant", "edge", "wrap", "reflect")
 
@@ -63,7 +64,57 @@ def shift_along_z(data: Tensor, shifts: Tensor, mode: str = "constant", cval: fl
     return shifted.contiguous()
 
 
-class BatchedRandZStackShiftd(TorchRandomizable, RandomMapTransform):
+@dataclass(frozen=True, eq=False)
+class ZStackShiftParams:
+    """One draw of :class:`BatchedRandZStackShift`: which samples change (B,) and their shifts in slices (B,)."""
+
+    selected: Tensor
+    shifts: Tensor
+
+
+class BatchedRandZStackShift(RandomTransform[ZStackShiftParams]):
+    """Array version of :class:`BatchedRandZStackShiftd`: shift each sample of a (B, C, Z, Y, X) batch along Z.
+
+    Each sample is selected with probability ``prob`` and shifted by its own number of slices
+    (see :func:`shift_along_z`).
+
+    Parameters
+    ----------
+    max_shift, prob, mode, cval
+        As in :class:`BatchedRandZStackShiftd`.
+    """
+
+    def __init__(self, max_shift: int = 3, prob: float = 0.1, mode: str = "constant", cval: float = 0.0) -> None:
+        if not isinstance(max_shift, int) or max_shift < 0:
+            raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        self.max_shift = max_shift
+        self.prob = check_probability(prob)
+        self.mode = mode
+        self.cval = cval
+        super().__init__()
+
+    def draw_parameters(self, shape: Sequence[int]) -> ZStackShiftParams:
+        """Draw the selection and the shifts for a (B, C, Z, Y, X) batch of ``shape``."""
+        check_batch_shape(shape, self)
+        selected = self._bernoulli(shape[0], self.prob)
+        shifts = torch.randint(
+            -self.max_shift, self.max_shift + 1, (shape[0],), generator=self._generator, dtype=torch.long
+        )
+        return ZStackShiftParams(selected=selected, shifts=shifts)
+
+    def apply(self, data: Tensor, params: ZStackShiftParams) -> Tensor:
+        """Shift the selected samples of a (B, C, Z, Y, X) batch; ``data`` itself when none is selected."""
+        check_batch_shape(data.shape, self)
+        return apply_to_selected(
+            data,
+            params.selected,
+            lambda sub, index: shift_along_z(sub, params.shifts[index], mode=self.mode, cval=self.cval),
+        )
+
+
+class BatchedRandZStackShiftd(SharedDrawMapTransform):
     """Randomly shift each sample of (B, C, Z, Y, X) batches along Z by s ~ U{-max_shift, ..., max_shift} slices.
 
     Each sample is selected with probability ``prob``; every key of the sample gets the same
@@ -95,31 +146,4 @@ class BatchedRandZStackShiftd(TorchRandomizable, RandomMapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        if not isinstance(max_shift, int) or max_shift < 0:
-            raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        self.max_shift = max_shift
-        self.prob = check_probability(prob)
-        self.mode = mode
-        self.cval = cval
-        self._selected = torch.zeros(0, dtype=torch.bool)
-        self._shifts = torch.zeros(0, dtype=torch.long)
-        self._init_random_state()
-
-    def randomize(self, data: Tensor) -> None:
-        """Draw the selection and the shifts for a batch like ``data``."""
-        self._selected = self._bernoulli(data.shape[0], self.prob)
-        self._shifts = torch.randint(
-            -self.max_shift, self.max_shift + 1, (data.shape[0],), generator=self._generator, dtype=torch.long
-        )
-
-    def apply(self, data: Tensor) -> Tensor:
-        """Shift the selected samples of one key's (B, C, Z, Y, X) batch."""
-        if data.ndim != 5:
-            raise ValueError(f"{type(self).__name__} expects (B, C, Z, Y, X) data, got shape {tuple(data.shape)}")
-        return apply_to_selected(
-            data,
-            self._selected,
-            lambda sub, index: shift_along_z(sub, self._shifts[index], mode=self.mode, cval=self.cval),
-        )
+        self.transform = BatchedRandZStackShift(max_shift=max_shift, prob=prob, mode=mode, cval=cval)
