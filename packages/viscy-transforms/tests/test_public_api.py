@@ -12,89 +12,57 @@ REQUIRED = inspect.Parameter.empty
 KEYS = ("keys", REQUIRED)
 MISSING = ("allow_missing_keys", False)
 NOISE = [("prob", 0.1), ("mean", 0.0), ("std", 0.1), ("dtype", np.float32)]
+# the parameters that an array transform and its dictionary version share
+RAND_CROP = [("roi_size", REQUIRED), ("max_roi_size", None), ("random_center", True), ("random_size", False)]
+CONTRAST = [("gamma", (0.5, 4.5)), ("prob", 0.1), ("invert_image", False), ("retain_stats", False)]
+SCALE = [("factors", 0.1), ("prob", 0.1), ("channel_wise", False)]
+SMOOTH = [
+    ("sigma_x", (1.0, 3.0)),
+    ("sigma_y", (1.0, 3.0)),
+    ("sigma_z", (1.0, 3.0)),
+    ("truncated", 4.0),
+    ("prob", 0.5),
+    ("border_type", "constant"),
+]
+PERCENTILES = [
+    ("lower", REQUIRED),
+    ("upper", REQUIRED),
+    ("b_min", REQUIRED),
+    ("b_max", REQUIRED),
+    ("clip", False),
+    ("relative", False),
+    ("channel_wise", False),
+]
+ZOOM = [
+    ("scale_factor", REQUIRED),
+    ("mode", REQUIRED),
+    ("align_corners", None),
+    ("recompute_scale_factor", None),
+    ("antialias", False),
+]
 
 # constructor parameters (name, default) of the reference's 44 exports, in order
 SIGNATURES = {
-    "BatchedRandSpatialCrop": [
-        ("roi_size", REQUIRED),
-        ("max_roi_size", None),
-        ("random_center", True),
-        ("random_size", False),
-    ],
-    "BatchedRandSpatialCropd": [
-        KEYS,
-        ("roi_size", REQUIRED),
-        ("max_roi_size", None),
-        ("random_center", True),
-        ("random_size", False),
-        MISSING,
-    ],
+    "BatchedRandSpatialCrop": RAND_CROP,
+    "BatchedRandSpatialCropd": [KEYS, *RAND_CROP, MISSING],
     "BatchedCenterSpatialCrop": [("roi_size", REQUIRED)],
     "BatchedCenterSpatialCropd": [KEYS, ("roi_size", REQUIRED), MISSING],
     "TiledSpatialCropSamplesd": [KEYS, ("roi_size", REQUIRED), ("num_samples", REQUIRED)],
-    "BatchedRandAdjustContrast": [
-        ("gamma", (0.5, 4.5)),
-        ("prob", 0.1),
-        ("invert_image", False),
-        ("retain_stats", False),
-    ],
-    "BatchedRandAdjustContrastd": [
-        KEYS,
-        ("gamma", (0.5, 4.5)),
-        ("prob", 0.1),
-        ("invert_image", False),
-        ("retain_stats", False),
-        MISSING,
-    ],
-    "BatchedRandScaleIntensity": [("factors", 0.1), ("prob", 0.1), ("channel_wise", False)],
-    "BatchedRandScaleIntensityd": [KEYS, ("factors", 0.1), ("prob", 0.1), ("channel_wise", False), MISSING],
+    "BatchedRandAdjustContrast": CONTRAST,
+    "BatchedRandAdjustContrastd": [KEYS, *CONTRAST, MISSING],
+    "BatchedRandScaleIntensity": SCALE,
+    "BatchedRandScaleIntensityd": [KEYS, *SCALE, MISSING],
     "BatchedRandGaussianNoise": [*NOISE, ("sample_std", True)],
     "BatchedRandGaussianNoised": [KEYS, *NOISE, MISSING, ("sample_std", True)],
     "RandGaussianNoiseTensor": [*NOISE, ("sample_std", True)],
     "RandGaussianNoiseTensord": [KEYS, *NOISE, MISSING, ("sample_std", True)],
-    "BatchedRandGaussianSmooth": [
-        ("sigma_x", (1.0, 3.0)),
-        ("sigma_y", (1.0, 3.0)),
-        ("sigma_z", (1.0, 3.0)),
-        ("truncated", 4.0),
-        ("prob", 0.5),
-        ("border_type", "constant"),
-    ],
-    "BatchedRandGaussianSmoothd": [
-        KEYS,
-        ("sigma_x", (1.0, 3.0)),
-        ("sigma_y", (1.0, 3.0)),
-        ("sigma_z", (1.0, 3.0)),
-        ("truncated", 4.0),
-        ("prob", 0.5),
-        ("border_type", "constant"),
-        MISSING,
-    ],
+    "BatchedRandGaussianSmooth": SMOOTH,
+    "BatchedRandGaussianSmoothd": [KEYS, *SMOOTH, MISSING],
     "BatchedRandHistogramShiftd": [KEYS, ("shift_range", (-0.1, 0.1)), ("prob", 0.1), MISSING],
     "BatchedRandSharpend": [KEYS, ("alpha_range", (0.1, 0.5)), ("prob", 0.1), MISSING],
     "RandInvertIntensityd": [KEYS, ("prob", 0.1), MISSING],
-    "BatchedScaleIntensityRangePercentiles": [
-        ("lower", REQUIRED),
-        ("upper", REQUIRED),
-        ("b_min", REQUIRED),
-        ("b_max", REQUIRED),
-        ("clip", False),
-        ("relative", False),
-        ("channel_wise", False),
-        ("dtype", np.float32),
-    ],
-    "BatchedScaleIntensityRangePercentilesd": [
-        KEYS,
-        ("lower", REQUIRED),
-        ("upper", REQUIRED),
-        ("b_min", REQUIRED),
-        ("b_max", REQUIRED),
-        ("clip", False),
-        ("relative", False),
-        ("channel_wise", False),
-        ("dtype", np.float32),
-        MISSING,
-    ],
+    "BatchedScaleIntensityRangePercentiles": [*PERCENTILES, ("dtype", np.float32)],
+    "BatchedScaleIntensityRangePercentilesd": [KEYS, *PERCENTILES, ("dtype", np.float32), MISSING],
     "NormalizeSampled": [
         KEYS,
         ("level", REQUIRED),
@@ -139,21 +107,8 @@ SIGNATURES = {
         ("cval", 0.0),
         MISSING,
     ],
-    "BatchedZoom": [
-        ("scale_factor", REQUIRED),
-        ("mode", REQUIRED),
-        ("align_corners", None),
-        ("recompute_scale_factor", None),
-        ("antialias", False),
-    ],
-    "BatchedZoomd": [
-        KEYS,
-        ("scale_factor", REQUIRED),
-        ("mode", REQUIRED),
-        ("align_corners", None),
-        ("recompute_scale_factor", None),
-        ("antialias", False),
-    ],
+    "BatchedZoom": ZOOM,
+    "BatchedZoomd": [KEYS, *ZOOM],
     "Decollate": [("detach", True), ("pad_batch", True), ("fill_value", None)],
     "StackChannelsd": [("channel_map", REQUIRED)],
     # MONAI wrappers: "**" marks the forwarded keyword arguments
@@ -188,18 +143,7 @@ SIGNATURES = {
         ("num_samples", 1),
         "**",
     ],
-    "ScaleIntensityRangePercentilesd": [
-        KEYS,
-        ("lower", REQUIRED),
-        ("upper", REQUIRED),
-        ("b_min", REQUIRED),
-        ("b_max", REQUIRED),
-        ("clip", False),
-        ("relative", False),
-        ("channel_wise", False),
-        ("dtype", None),
-        MISSING,
-    ],
+    "ScaleIntensityRangePercentilesd": [KEYS, *PERCENTILES, ("dtype", None), MISSING],
     "ToDeviced": [KEYS, "**"],
 }
 
