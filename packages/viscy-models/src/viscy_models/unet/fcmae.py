@@ -2,6 +2,9 @@
 
 Masking is dense: masked positions are zeroed, and the per-token LayerNorm and MLP of each block run only on the
 unmasked tokens, so masked positions never leak into the statistics of the visible ones.
+
+The layers take ``unmasked``, a ``(B, 1, h, w)`` bool tensor that is True where visible (or None for no masking), at
+their output resolution or any coarser one that divides it: each layer upsamples it to its own resolution.
 """
 
 import math
@@ -193,21 +196,7 @@ class MaskedConvNeXtV2Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, unmasked: BoolTensor | None = None) -> Tensor:
-        """Apply the block; the input is not modified.
-
-        Parameters
-        ----------
-        x : Tensor
-            ``(B, in_channels, H, W)``.
-        unmasked : BoolTensor or None
-            ``(B, 1, h, w)``, True where visible, at the output resolution or a coarser one that divides it; it is
-            upsampled to the input and output resolutions. None: no masking.
-
-        Returns
-        -------
-        Tensor
-            ``(B, out_channels, H / stride, W / stride)``, zero at masked pixels unless the shortcut is a projection.
-        """
+        """Map ``(B, in_channels, H, W)`` to ``(B, out_channels, H / stride, W / stride)``; the input is unchanged."""
         if unmasked is not None:
             x = x * upsample_mask(unmasked, x.shape)
         shortcut = self.shortcut(x)
@@ -268,21 +257,7 @@ class MaskedConvNeXtV2Stage(nn.Module):
         )
 
     def forward(self, x: Tensor, unmasked: BoolTensor | None = None) -> Tensor:
-        """Downsample, then apply the blocks.
-
-        Parameters
-        ----------
-        x : Tensor
-            ``(B, in_channels, H, W)``.
-        unmasked : BoolTensor or None
-            ``(B, 1, h, w)``, True where visible, at the stage's output resolution or a coarser one that divides
-            it; the stage upsamples it. None: no masking.
-
-        Returns
-        -------
-        Tensor
-            ``(B, out_channels, H / stride, W / stride)``.
-        """
+        """Downsample ``(B, in_channels, H, W)`` by ``stride``, then apply the blocks."""
         x = self.downsample(x)
         if unmasked is not None:
             unmasked = upsample_mask(unmasked, x.shape)
@@ -334,21 +309,7 @@ class MaskedAdaptiveProjection(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x: Tensor, unmasked: BoolTensor | None = None) -> Tensor:
-        """Project a stack (or a single slice, with the 2D conv) to a normalized 2D feature map.
-
-        Parameters
-        ----------
-        x : Tensor
-            ``(B, in_channels, D, H, W)``; ``D == 1`` uses the 2D conv.
-        unmasked : BoolTensor or None
-            ``(B, 1, h, w)``, True where visible, at the output resolution or a coarser one that divides it; the
-            projection upsamples it. Masked pixels are zero in the output. None: no masking.
-
-        Returns
-        -------
-        Tensor
-            ``(B, out_channels, H / k, W / k)`` for the patch size ``k``.
-        """
+        """Project ``(B, C, D, H, W)`` (``D == 1`` uses the 2D conv) to normalized ``(B, out_channels, H/k, W/k)``."""
         x = self.conv2d(x[:, :, 0]) if x.shape[2] == 1 else fold_depth_into_channels(self.conv3d(x))
         if unmasked is not None:
             unmasked = upsample_mask(unmasked, x.shape)
