@@ -53,6 +53,59 @@ def convnext_decoder_stage(
     return stage
 
 
+def xy_upsampler(
+    in_channels: int,
+    out_channels: int,
+    scale_factor: int,
+    mode: UpsampleMode,
+    pre_conv: Literal["default"] | Callable | None,
+) -> tuple[UpSample, int]:
+    """Build the XY upsampling layer of a decoder stage.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input.
+    out_channels : int
+        Channels of the transposed convolution in ``"deconv"`` mode.
+    scale_factor : int
+        XY upsampling factor.
+    mode : {"pixelshuffle", "deconv"}
+        ``"pixelshuffle"``: a sub-pixel upsample to ``in_channels // scale_factor**2`` channels. ``"deconv"``: a
+        transposed convolution to ``out_channels``.
+    pre_conv : "default", nn.Module or None
+        Convolution before the pixel shuffle (MONAI ``UpSample(pre_conv=...)``); None for none.
+
+    Returns
+    -------
+    tuple[UpSample, int]
+        The MONAI ``UpSample`` layer and the number of channels it outputs.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown.
+    """
+    if mode == "pixelshuffle":
+        upsampled_channels = in_channels // scale_factor**2
+        layer = UpSample(
+            spatial_dims=2,
+            in_channels=in_channels,
+            out_channels=upsampled_channels,
+            scale_factor=scale_factor,
+            mode="pixelshuffle",
+            pre_conv=pre_conv,
+            apply_pad_pool=False,
+        )
+        return layer, upsampled_channels
+    if mode == "deconv":
+        layer = UpSample(
+            spatial_dims=2, in_channels=in_channels, out_channels=out_channels, scale_factor=scale_factor, mode="deconv"
+        )
+        return layer, out_channels
+    raise ValueError(f"Unknown upsampling mode {mode!r}; choose one of {UPSAMPLE_MODES}.")
+
+
 class UNeXt2UpStage(nn.Module):
     """One decoder stage: upsample, concatenate the encoder skip connection, convolve.
 
@@ -95,43 +148,27 @@ class UNeXt2UpStage(nn.Module):
         upsample_pre_conv: Literal["default"] | Callable | None,
     ) -> None:
         super().__init__()
-        if mode == "pixelshuffle":
-            if in_channels % scale_factor**2 != 0:
-                raise ValueError(
-                    f"in_channels={in_channels} must be divisible by scale_factor**2={scale_factor**2} "
-                    "for pixel shuffle upsampling."
-                )
-            mid_channels = in_channels // scale_factor**2
-            self.upsample = UpSample(
-                spatial_dims=2,
-                in_channels=in_channels,
-                out_channels=mid_channels,
-                scale_factor=scale_factor,
-                mode="pixelshuffle",
-                pre_conv=upsample_pre_conv,
-                apply_pad_pool=False,
+        if mode == "pixelshuffle" and in_channels % scale_factor**2 != 0:
+            raise ValueError(
+                f"in_channels={in_channels} must be divisible by scale_factor**2={scale_factor**2} "
+                "for pixel shuffle upsampling."
             )
+        self.upsample, upsampled_channels = xy_upsampler(
+            in_channels, out_channels, scale_factor, mode, pre_conv=upsample_pre_conv
+        )
+        merged_channels = upsampled_channels + skip_channels
+        if mode == "pixelshuffle":
             self.conv = convnext_decoder_stage(
-                mid_channels + skip_channels,
+                merged_channels,
                 out_channels,
                 conv_blocks,
                 icnr_upsample_factor=scale_factor if upsample_pre_conv is None else None,
             )
-        elif mode == "deconv":
-            self.upsample = UpSample(
-                spatial_dims=2,
-                in_channels=in_channels,
-                out_channels=out_channels,
-                scale_factor=scale_factor,
-                mode="deconv",
-            )
-            merged_channels = out_channels + skip_channels
+        else:
             self.conv = nn.Sequential(
                 ResidualUnit(spatial_dims=2, in_channels=merged_channels, out_channels=merged_channels, norm=norm_name),
                 nn.Conv2d(merged_channels, out_channels, kernel_size=1),
             )
-        else:
-            raise ValueError(f"Unknown upsampling mode {mode!r}; choose one of {UPSAMPLE_MODES}.")
 
     def forward(self, inp: Tensor, skip: Tensor) -> Tensor:
         """Upsample ``inp``, concatenate ``skip`` on channels, convolve."""

@@ -3,11 +3,11 @@
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 from viscy_models._registry import register_model
 from viscy_models.components.conv_block_3d import ConvBlock3D
+from viscy_models.unet._levels import encode_decode
 from viscy_models.unet._validation import resolve_num_filters, validate_task
 
 
@@ -118,13 +118,14 @@ class Unet25d(nn.Module):
                 f"Unet25d expects (B, C, {self.in_stack_depth}, H, W) with H and W divisible by {factor}, "
                 f"got {tuple(x.shape)}."
             )
-        skips = []
-        for i in range(self.num_blocks):
-            x = getattr(self, f"down_conv_block_{i}")(x)
-            skips.append(getattr(self, f"skip_conv_layer_{i}")(x))
-            x = self.pool(x)
-        x = self.bottom_transition_block(x)
-        for i in range(self.num_blocks):
-            x = torch.cat([self.upsample(x), skips[-(i + 1)]], dim=1)
-            x = getattr(self, f"up_conv_block_{i}")(x)
+        levels = range(self.num_blocks)
+        x = encode_decode(
+            x,
+            down_blocks=[getattr(self, f"down_conv_block_{i}") for i in levels],
+            bottom=self.bottom_transition_block,
+            up_blocks=[getattr(self, f"up_conv_block_{i}") for i in levels],
+            pool=self.pool,
+            upsample=self.upsample,
+            skip_convs=[getattr(self, f"skip_conv_layer_{i}") for i in levels],
+        )
         return self.terminal_block(x)

@@ -3,11 +3,11 @@
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 from viscy_models._registry import register_model
 from viscy_models.components.conv_block_2d import ConvBlock2D
+from viscy_models.unet._levels import encode_decode
 from viscy_models.unet._validation import resolve_num_filters, validate_task
 
 
@@ -93,14 +93,13 @@ class Unet2d(nn.Module):
             raise ValueError(
                 f"Unet2d expects (B, C, 1, H, W) with H and W divisible by {factor}, got {tuple(x.shape)}."
             )
-        x = x[:, :, 0]
-        skips = []
-        for i in range(self.num_blocks):
-            x = getattr(self, f"down_conv_block_{i}")(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottom_transition_block(x)
-        for i in range(self.num_blocks):
-            x = torch.cat([self.upsample(x), skips[-(i + 1)]], dim=1)
-            x = getattr(self, f"up_conv_block_{i}")(x)
+        levels = range(self.num_blocks)
+        x = encode_decode(
+            x[:, :, 0],
+            down_blocks=[getattr(self, f"down_conv_block_{i}") for i in levels],
+            bottom=self.bottom_transition_block,
+            up_blocks=[getattr(self, f"up_conv_block_{i}") for i in levels],
+            pool=self.pool,
+            upsample=self.upsample,
+        )
         return self.terminal_block(x).unsqueeze(2)

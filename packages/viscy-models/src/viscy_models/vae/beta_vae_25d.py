@@ -5,12 +5,12 @@ from types import SimpleNamespace
 from typing import Literal
 
 import timm
-from monai.networks.blocks import ResidualUnit, UpSample
+from monai.networks.blocks import ResidualUnit
 from torch import Tensor, nn
 
 from viscy_models._backbones import timm_backbone_family
 from viscy_models._registry import register_model
-from viscy_models.components.blocks import UPSAMPLE_MODES, UpsampleMode
+from viscy_models.components.blocks import UpsampleMode, xy_upsampler
 from viscy_models.components.heads import PixelToVoxelHead
 from viscy_models.components.stems import StemDepthtoChannels
 from viscy_models.vae._sampling import reparameterize
@@ -49,28 +49,9 @@ class VaeUpStage(nn.Module):
         upsample_pre_conv: Literal["default"] | Callable | None,
     ) -> None:
         super().__init__()
-        if mode == "pixelshuffle":
-            upsampled_channels = in_channels // scale_factor**2
-            self.upsample = UpSample(
-                spatial_dims=2,
-                in_channels=in_channels,
-                out_channels=upsampled_channels,
-                scale_factor=scale_factor,
-                mode="pixelshuffle",
-                pre_conv=upsample_pre_conv,
-                apply_pad_pool=False,
-            )
-        elif mode == "deconv":
-            upsampled_channels = out_channels
-            self.upsample = UpSample(
-                spatial_dims=2,
-                in_channels=in_channels,
-                out_channels=out_channels,
-                scale_factor=scale_factor,
-                mode="deconv",
-            )
-        else:
-            raise ValueError(f"Unknown upsampling mode {mode!r}; choose one of {UPSAMPLE_MODES}.")
+        self.upsample, upsampled_channels = xy_upsampler(
+            in_channels, out_channels, scale_factor, mode, pre_conv=upsample_pre_conv
+        )
         self.conv = nn.Sequential(
             *(
                 ResidualUnit(
