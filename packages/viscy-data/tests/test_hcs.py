@@ -5,7 +5,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from monai.transforms import Compose, RandAffined, RandSpatialCropSamplesd
+from monai.transforms import Compose, MapTransform, MultiSampleTrait, RandAffined, RandSpatialCropSamplesd
 
 from viscy_data.hcs import HCSDataModule, MaskTestDataset, SlidingWindowDataset
 from viscy_data.ome_compat import array_store_path, array_zarr_format, fov_name, open_ome_zarr
@@ -305,3 +305,82 @@ def test_corrupt_chunk_error_names_store_fov_array_and_time_point(plate_factory,
     message = str(error.value)
     assert f"time point 2 of array '0' of FOV '{fov}' in store '{plate.store_path}'" in message
     assert "blosc decompression" in message
+
+
+class _TiledCrops(MapTransform, MultiSampleTrait):
+    """A multi-sample crop of its own: a public ``num_samples`` and no MONAI ``cropper``."""
+
+    def __init__(self, keys, roi_size, num_samples):
+        super().__init__(keys)
+        self.roi_size = roi_size
+        self.num_samples = num_samples
+
+    def __call__(self, sample):
+        z, y, x = self.roi_size
+        return [
+            {k: (v[:, :z, i * y : (i + 1) * y, :x] if k in self.keys else v) for k, v in sample.items()}
+            for i in range(self.num_samples)
+        ]
+
+
+class _Undeclared(MapTransform, MultiSampleTrait):
+    def __call__(self, sample):
+        return [sample, sample]
+
+
+def test_augmentation_geometry_is_computed_at_construction_not_left_by_setup(synthetic_plate):
+    affine = RandAffined(keys=["Phase3D", "GFP"], prob=1.0, scale_range=((-0.2, 0.3), 0, 0))
+    crop = RandSpatialCropSamplesd(keys=["Phase3D", "GFP"], roi_size=(3, 40, 40), num_samples=2, random_size=False)
+    dm = _module(synthetic_plate, augmentations=[affine, crop])
+    assert dm.train_z_scale_range == (-0.2, 0.3)
+    assert dm.train_patches_per_stack == 2
+    dm._fit_transform()
+    assert (dm.train_z_scale_range, dm.train_patches_per_stack) == ((-0.2, 0.3), 2)
+    assert "train_patches_per_stack" not in vars(dm)
+    assert "train_z_scale_range" not in vars(dm)
+    assert _module(synthetic_plate).train_patches_per_stack == 1
+    assert _module(synthetic_plate).train_z_scale_range == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("scale_range", "z_window_size", "train_z_window"),
+    [
+        (((-0.2, 0.3), 0, 0), 3, 4),  # the reference's case: ceil(3 * 1.3) = 4
+        (0.3, 3, 4),  # a number s is the range (-s, s)
+        (((-0.1, 0.5), 0, 0), 3, 4),  # ceil(4.5) = 5, rounded down to even
+        (((0.0, 0.0), 0.2, 0.2), 3, 3),  # YX scaling only
+        (None, 3, 3),  # rotation only: no Z scale range (the reference failed with a TypeError)
+    ],
+)
+def test_training_window_follows_the_affines_z_scale_range(synthetic_plate, scale_range, z_window_size, train_z_window):
+    affine = RandAffined(keys=["Phase3D", "GFP"], prob=1.0, rotate_range=(0.1, 0, 0), scale_range=scale_range)
+    dm = _module(synthetic_plate, z_window_size=z_window_size, augmentations=[affine])
+    dm.setup("fit")
+    assert dm.train_dataset.z_window_size == train_z_window
+    assert dm.val_dataset.z_window_size == z_window_size
+
+
+def test_multi_sample_crop_without_monai_internals(synthetic_plate):
+    """A crop that declares ``num_samples`` itself (like viscy-transforms' tiled crop) sizes the batch too."""
+    dm = _module(synthetic_plate, augmentations=[_TiledCrops(["Phase3D", "GFP"], (3, 32, 32), num_samples=2)])
+    assert dm.train_patches_per_stack == 2
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["source"].shape == (4, 1, 3, 32, 32)
+    with pytest.raises(ValueError, match="_Undeclared returns several samples but has no positive int num_samples"):
+        _module(synthetic_plate, augmentations=[_Undeclared(["Phase3D"])])
+    two = [_TiledCrops(["Phase3D"], (3, 32, 32), 2), _TiledCrops(["Phase3D"], (3, 16, 16), 2)]
+    with pytest.raises(ValueError, match="Only one multi-sample augmentation is supported, got 2"):
+        _module(synthetic_plate, augmentations=two)
+
+
+def test_affine_declaring_its_own_scale_range(synthetic_plate):
+    class DeclaredAffine(RandAffined):
+        """An affine whose Z scale range is a public attribute of its own."""
+
+        def __init__(self, keys, scale_range):
+            super().__init__(keys=keys, prob=1.0)
+            self.scale_range = scale_range
+
+    dm = _module(synthetic_plate, augmentations=[DeclaredAffine(["Phase3D", "GFP"], ((-0.2, 0.3), 0, 0))])
+    assert dm.train_z_scale_range == (-0.2, 0.3)

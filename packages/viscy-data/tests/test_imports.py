@@ -45,7 +45,7 @@ _BASE_INSTALL = textwrap.dedent(
 
     import viscy_data
     from viscy_data import *  # every export resolves without any extra
-    for module in ["_typing", "_utils", "select", "distributed", "hcs", "gpu_aug", "mmap_cache", "triplet",
+    for module in ["_typing", "_utils", "select", "distributed", "plate", "hcs", "gpu_aug", "mmap_cache", "triplet",
                    "ctmc_v1", "livecell", "cell_classification", "cell_division_triplet", "segmentation",
                    "combined", "synthetic", "normalization", "sampler", "channel_dropout"]:
         importlib.import_module(f"viscy_data.{module}")

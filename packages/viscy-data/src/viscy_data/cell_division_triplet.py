@@ -139,6 +139,10 @@ class CellDivisionTripletDataset(Dataset):
 class CellDivisionTripletDataModule(HCSDataModule):
     """Triplets of dividing-cell tracks stored as ``.npy`` files in one directory.
 
+    Where a batch is read, normalized and augmented: as in
+    :class:`~viscy_data.hcs.HCSDataModule`, per sample on the CPU in the loader's workers
+    (each track file is read once, at construction of the datasets).
+
     Parameters
     ----------
     data_path : str
@@ -222,7 +226,7 @@ class CellDivisionTripletDataModule(HCSDataModule):
             "seed": self.seed,
         }
 
-    def _setup_fit(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_fit(self) -> None:
         augmenting, plain = self._fit_transform()
         anchor_transform = plain if self.time_interval in ("any", 0) else augmenting
         train_paths, val_paths = self._split_positions(list(self.data_paths))
@@ -242,10 +246,10 @@ class CellDivisionTripletDataModule(HCSDataModule):
             **self._datasets_settings(),
         )
 
-    def _setup_predict(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_predict(self) -> None:
         self.predict_dataset = CellDivisionTripletDataset(
             list(self.data_paths), anchor_transform=Compose(self.normalizations), fit=False, **self._datasets_settings()
         )
 
-    def _setup_test(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_test(self) -> None:
         raise NotImplementedError("Self-supervised model does not support testing")

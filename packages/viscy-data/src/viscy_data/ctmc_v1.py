@@ -19,9 +19,9 @@ __all__ = ["CTMCv1DataModule"]
 class CTMCv1DataModule(GPUTransformDataModule):
     """Autoregression data from the CTMC-v1 training and validation stores.
 
-    Read: every FOV time point of each store is one item, read whole by a worker process and
-    cached in a ``Manager`` dict. Normalized and augmented: per sample by the CPU transforms
-    in the worker, then per batch by the GPU transforms after transfer (see
+    Where a batch is read, normalized and augmented: every FOV time point of each store is one
+    item, read whole by a worker process (and cached in a ``Manager`` dict) that runs the
+    per-sample CPU transforms on it; the per-batch GPU transforms run after transfer (see
     :class:`~viscy_data.gpu_aug.GPUTransformDataModule`). No normalization metadata is read.
 
     Parameters

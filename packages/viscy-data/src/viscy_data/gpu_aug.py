@@ -368,9 +368,9 @@ class FOVVolumeDataModule(GPUTransformDataModule, SelectWell):
 class CachedOmeZarrDataModule(FOVVolumeDataModule):
     """FOV/time-point volumes of an HCS plate, cached in shared memory across workers.
 
-    Read: a worker process reads an item's whole volume once; later epochs take it from a
-    ``Manager`` dict shared by the workers. Normalized and augmented: per sample by the CPU
-    transforms in the worker, then per batch by the GPU transforms after transfer (see
+    Where a batch is read, normalized and augmented: a worker process reads an item's whole
+    volume once (later epochs take it from a ``Manager`` dict shared by the workers) and runs
+    the per-sample CPU transforms on it; the per-batch GPU transforms run after transfer (see
     :class:`GPUTransformDataModule`).
 
     Parameters

@@ -5,10 +5,10 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from glob import glob
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +16,21 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from iohub.ngff import Plate, Position
-from lightning.pytorch import LightningDataModule
 from monai.data import set_track_meta
-from monai.transforms import CenterSpatialCropd, Compose, MapTransform, MultiSampleTrait, RandAffined
+from monai.transforms import CenterSpatialCropd, Compose, MapTransform, MultiSampleTrait, RandAffined, Transform
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from viscy_data._cache import copy_plate_to_cache, store_cache_dir
 from viscy_data._typing import ChannelMap, DictTransform, HCSStackIndex, Sample
 from viscy_data._utils import (
-    _collate_samples,
     _ensure_channel_list,
-    _loader_kwargs,
     _position_channel_indices,
     _search_int_in_str,
-    _split_indices,
     _validate_store_channels,
 )
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_name, fov_name, open_ome_zarr
+from viscy_data.plate import PlateDataModule
 from viscy_data.read_errors import naming_read_errors
 
 __all__ = ["HCSDataModule", "MaskTestDataset", "SlidingWindowDataset"]
@@ -226,8 +222,126 @@ class MaskTestDataset(SlidingWindowDataset):
         return sample
 
 
-class HCSDataModule(LightningDataModule):
+def _transform_parameter(transform: object, name: str) -> Any:
+    """Return the parameter ``name`` of a transform, or None when it has none.
+
+    The parameter is the transform's public attribute of that name or, when it has none, the
+    one of a transform it wraps, searched breadth-first through its public attributes that are
+    MONAI transforms: MONAI's dictionary transforms keep their parameters on the array
+    transforms they wrap. No attribute chain of a particular library is assumed, so a
+    transform that declares the parameter itself (e.g. ``num_samples``) works the same.
+    """
+    pending, seen = [transform], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        value = getattr(current, name, None)
+        if value is not None:
+            return value
+        attributes = getattr(current, "__dict__", {})
+        pending.extend(v for k, v in attributes.items() if not k.startswith("_") and isinstance(v, Transform))
+    return None
+
+
+def _z_scale_range(augmentations: Sequence[Callable]) -> tuple[float, float]:
+    """Return the Z scale range of the (single) ``RandAffined`` among ``augmentations``.
+
+    Parameters
+    ----------
+    augmentations : Sequence[Callable]
+        Per-sample training augmentations.
+
+    Returns
+    -------
+    tuple[float, float]
+        ``(low, high)`` of the affine's Z ``scale_range`` (a number ``s`` means ``(-s, s)``);
+        ``(0.0, 0.0)`` without a ``RandAffined`` or without a Z scale range.
+
+    Raises
+    ------
+    ValueError
+        With more than one ``RandAffined``, or a range that does not contain 0.
+    """
+    affines = [aug for aug in augmentations if isinstance(aug, RandAffined)]
+    if len(affines) > 1:
+        raise ValueError(f"Only one RandAffined augmentation is supported, got {len(affines)}.")
+    if not affines:
+        return 0.0, 0.0
+    scale_range = _transform_parameter(affines[0], "scale_range")
+    z_scale = scale_range[0] if isinstance(scale_range, Sequence) and len(scale_range) > 0 else scale_range
+    if z_scale is None:
+        return 0.0, 0.0
+    if isinstance(z_scale, Real):
+        low, high = -float(z_scale), float(z_scale)
+    else:
+        low, high = (float(v) for v in z_scale)
+    if not low <= 0.0 <= high:
+        raise ValueError(f"The Z scale range of RandAffined must contain 0, got {(low, high)}.")
+    return low, high
+
+
+def _patches_per_stack(augmentations: Sequence[Callable], batch_size: int) -> int:
+    """Return the patches each training stack gives: the ``num_samples`` of a multi-sample augmentation.
+
+    Parameters
+    ----------
+    augmentations : Sequence[Callable]
+        Per-sample training augmentations; at most one may be a MONAI ``MultiSampleTrait``
+        (it returns a list of ``num_samples`` patches).
+    batch_size : int
+        Patches per training batch; must be divisible by ``num_samples``.
+
+    Returns
+    -------
+    int
+        ``num_samples`` of the multi-sample augmentation, 1 without one.
+
+    Raises
+    ------
+    ValueError
+        With more than one multi-sample augmentation, one whose ``num_samples`` cannot be
+        read, or a ``batch_size`` that ``num_samples`` does not divide.
+    """
+    croppers = [aug for aug in augmentations if isinstance(aug, MultiSampleTrait)]
+    if len(croppers) > 1:
+        raise ValueError(f"Only one multi-sample augmentation is supported, got {len(croppers)}.")
+    if not croppers:
+        return 1
+    num_samples = _transform_parameter(croppers[0], "num_samples")
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(
+            f"{type(croppers[0]).__name__} returns several samples but has no positive int num_samples "
+            f"(got {num_samples!r}); give it a public num_samples attribute."
+        )
+    if batch_size % num_samples != 0:
+        raise ValueError(
+            f"Batch size must be divisible by `num_samples` per stack; "
+            f"got batch size {batch_size} and num_samples {num_samples}."
+        )
+    return num_samples
+
+
+class HCSDataModule(PlateDataModule):
     """Virtual-staining data: source and target Z windows of an HCS OME-Zarr plate.
+
+    Where a batch is read, normalized and augmented: a loader worker process (the main
+    process without workers) reads one Z window (:class:`SlidingWindowDataset`) and runs the
+    per-sample transforms on it on the CPU: ``normalizations``, then (training only)
+    ``augmentations``, then a centre crop to ``(z_window_size, *yx_patch_size)``. The samples
+    are stacked into a batch and nothing runs on the device; before transfer,
+    :meth:`on_before_batch_transfer` only keeps the centre target slice with ``target_2d``.
+    For transforms that run on the device after transfer, see
+    :class:`~viscy_data.triplet.TripletDataModule`.
+
+    What the augmentations change is read from them, not set by them: the training window
+    grows to ``ceil(z_window_size * (1 + high))`` slices (rounded down to even) for the Z
+    scale range ``(low, high)`` of a ``RandAffined`` (:attr:`train_z_scale_range`), and a
+    multi-sample crop's ``num_samples`` patches per stack make a training batch of
+    ``batch_size // num_samples`` stacks (:attr:`train_patches_per_stack`). Both are computed
+    from the augmentations' own parameters (``scale_range``, ``num_samples``) when read;
+    building the transforms stores nothing.
 
     Parameters
     ----------
@@ -250,9 +364,9 @@ class HCSDataModule(LightningDataModule):
     yx_patch_size : tuple[int, int]
         Final YX size of training and validation samples.
     normalizations : list[MapTransform], optional
-        Applied first, in every stage.
+        Per-sample CPU transforms applied first, in every stage.
     augmentations : list[MapTransform], optional
-        Applied to training samples only.
+        Per-sample CPU transforms applied to training samples only, after the normalizations.
     caching : bool
         Copy the plate to a local cache directory (``$TMPDIR``) in ``prepare_data`` and read
         fit and test data from there. Works for zarr formats 2 and 3.
@@ -291,127 +405,90 @@ class HCSDataModule(LightningDataModule):
         pin_memory: bool = False,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.data_path = Path(data_path)
-        self.source_channel = _ensure_channel_list(source_channel)
+        super().__init__(data_path, source_channel, z_window_size, split_ratio, yx_patch_size, caching, array_key)
+        self._set_loader_settings(batch_size, num_workers, persistent_workers, prefetch_factor, pin_memory, seed)
         self.target_channel = _ensure_channel_list(target_channel)
-        self.z_window_size = z_window_size
-        self.split_ratio = split_ratio
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.target_2d = target_2d
-        self.yx_patch_size = tuple(yx_patch_size)
         self.normalizations = list(normalizations or [])
         self.augmentations = list(augmentations or [])
-        self.caching = caching
         self.ground_truth_masks = ground_truth_masks
-        self.persistent_workers = persistent_workers
-        self.prefetch_factor = prefetch_factor
-        self.array_key = array_key
-        self.pin_memory = pin_memory
-        self.seed = seed
-        self.prepare_data_per_node = True
-        self.train_patches_per_stack = 1
-        self.train_z_scale_range = (0.0, 0.0)
         self._check_inputs()
+        _z_scale_range(self.augmentations)  # fail fast on augmentations the training window cannot follow
+        _patches_per_stack(self.augmentations, self.batch_size)
+
+    @property
+    def train_z_scale_range(self) -> tuple[float, float]:
+        """Z scale range ``(low, high)`` of the ``RandAffined`` augmentation, ``(0.0, 0.0)`` without one."""
+        return _z_scale_range(self.augmentations)
+
+    @property
+    def train_patches_per_stack(self) -> int:
+        """Patches per training stack: the ``num_samples`` of the multi-sample augmentation, 1 without one."""
+        return _patches_per_stack(self.augmentations, self.batch_size)
 
     def _check_inputs(self) -> None:
         """Validate the data path, the channels and the Z window at construction."""
         self._store_shape = _validate_store_channels(
             self.data_path, self.source_channel + self.target_channel, self.array_key
         )
-        self._check_z_window(self._store_shape[2])
-
-    def _check_z_window(self, n_slices: int) -> None:
-        """Fail, naming ``z_window_size`` and its valid range, unless it fits the ``n_slices`` of the store."""
-        if not 1 <= self.z_window_size <= n_slices:
+        if not 1 <= self.z_window_size <= self._store_shape[2]:
             raise ValueError(
-                f"z_window_size {self.z_window_size} does not fit the {n_slices} Z slices of {self.data_path}; "
-                f"use 1 <= z_window_size <= {n_slices}."
+                f"z_window_size {self.z_window_size} does not fit the {self._store_shape[2]} Z slices of "
+                f"{self.data_path}; use 1 <= z_window_size <= {self._store_shape[2]}."
             )
 
-    @property
-    def cache_path(self) -> Path:
-        """Local copy of the plate used when ``caching`` is on (unique per source store)."""
-        return store_cache_dir(self.data_path, tempfile.gettempdir()) / self.data_path.name
-
-    @property
-    def maybe_cached_data_path(self) -> Path:
-        """Where fit and test data are read from."""
-        return self.cache_path if self.caching else self.data_path
-
-    def prepare_data(self) -> None:
-        """Copy the plate to :attr:`cache_path` when ``caching`` is on (once per node)."""
-        if self.caching:
-            copy_plate_to_cache(self.data_path, self.cache_path, array_key=self.array_key)
-
-    @property
-    def _base_dataset_settings(self) -> dict[str, Any]:
-        return {
-            "channels": {"source": self.source_channel},
-            "z_window_size": self.z_window_size,
-            "array_key": self.array_key,
-        }
-
-    def setup(self, stage: str | None) -> None:
-        """Build the datasets of a stage: ``fit``, ``validate``, ``test`` or ``predict``."""
-        if stage in ("fit", "validate"):
-            self._setup_fit(self._base_dataset_settings)
-        elif stage == "test":
-            self._setup_test(self._base_dataset_settings)
-        elif stage == "predict":
-            self._setup_predict(self._base_dataset_settings)
-        else:
-            raise NotImplementedError(f"Stage {stage!r} is not supported; use fit, validate, test or predict.")
+    def _dataset_settings(self, targets: bool) -> dict[str, Any]:
+        """Return the settings of a :class:`SlidingWindowDataset`, with or without the target channels."""
+        channels: ChannelMap = {"source": self.source_channel}
+        if targets:
+            channels["target"] = self.target_channel
+        return {"channels": channels, "z_window_size": self.z_window_size, "array_key": self.array_key}
 
     def _open_plate(self, path: Path) -> Plate:
         return open_ome_zarr(path, layout="hcs", mode="r")
 
-    def _split_positions(self, positions: list[Any]) -> tuple[list[Any], list[Any]]:
-        """Split items (one per FOV) into train and validation with the seeded generator."""
-        train_index, val_index = _split_indices(len(positions), self.split_ratio, self.seed)
-        return [positions[i] for i in train_index], [positions[i] for i in val_index]
+    def _train_z_window(self) -> int:
+        """Z slices read per training sample: ``z_window_size``, grown for the Z scale range of a ``RandAffined``."""
+        low, high = self.train_z_scale_range
+        if high <= 0:
+            return self.z_window_size
+        train_z_window = math.ceil(self.z_window_size * (1 + high))
+        train_z_window -= train_z_window % 2
+        n_slices = self._store_shape[2]
+        if train_z_window > n_slices:
+            raise ValueError(
+                f"z_window_size {self.z_window_size} grows to {train_z_window} Z slices for the Z scale range "
+                f"{(low, high)} of RandAffined, more than the {n_slices} Z slices of "
+                f"{self.data_path}; lower z_window_size or the Z scale_range."
+            )
+        _logger.info("Training Z window expanded to %d slices for Z scaling.", train_z_window)
+        return train_z_window
 
-    def _setup_fit(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_fit(self) -> None:
         train_transform, val_transform = self._fit_transform()
-        dataset_settings = dict(dataset_settings)
-        dataset_settings["channels"] = {"source": self.source_channel, "target": self.target_channel}
+        settings = self._dataset_settings(targets=True)
         plate = self._open_plate(self.maybe_cached_data_path)
         positions = [position for _, position in plate.positions()]
         set_track_meta(False)
         train_positions, val_positions = self._split_positions(positions)
-        train_z_window = self.z_window_size
-        z_scale_high = self.train_z_scale_range[1]
-        if z_scale_high > 0:
-            train_z_window = math.ceil(self.z_window_size * (1 + z_scale_high))
-            train_z_window -= train_z_window % 2
-            n_slices = self._store_shape[2]
-            if train_z_window > n_slices:
-                raise ValueError(
-                    f"z_window_size {self.z_window_size} grows to {train_z_window} Z slices for the Z scale range "
-                    f"{self.train_z_scale_range} of RandAffined, more than the {n_slices} Z slices of "
-                    f"{self.data_path}; lower z_window_size or the Z scale_range."
-                )
-            _logger.info("Training Z window expanded to %d slices for Z scaling.", train_z_window)
         self.train_dataset = SlidingWindowDataset(
-            train_positions, transform=train_transform, **{**dataset_settings, "z_window_size": train_z_window}
+            train_positions, transform=train_transform, **{**settings, "z_window_size": self._train_z_window()}
         )
-        self.val_dataset = SlidingWindowDataset(val_positions, transform=val_transform, **dataset_settings)
+        self.val_dataset = SlidingWindowDataset(val_positions, transform=val_transform, **settings)
 
-    def _setup_test(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_test(self) -> None:
         if self.batch_size != 1:
             _logger.warning("Ignoring batch size %d in test stage (test batches hold one sample).", self.batch_size)
-        dataset_settings = dict(dataset_settings)
-        dataset_settings["channels"] = {"source": self.source_channel, "target": self.target_channel}
+        settings = self._dataset_settings(targets=True)
         plate = self._open_plate(self.maybe_cached_data_path)
         positions = [position for _, position in plate.positions()]
         transform = Compose(self.normalizations)
         if self.ground_truth_masks is not None:
             self.test_dataset = MaskTestDataset(
-                positions, transform=transform, ground_truth_masks=self.ground_truth_masks, **dataset_settings
+                positions, transform=transform, ground_truth_masks=self.ground_truth_masks, **settings
             )
         else:
-            self.test_dataset = SlidingWindowDataset(positions, transform=transform, **dataset_settings)
+            self.test_dataset = SlidingWindowDataset(positions, transform=transform, **settings)
 
     def _positions_maybe_single(self) -> list[Position]:
         """Every position of the plate, or just the one ``data_path`` points at."""
@@ -428,13 +505,13 @@ class HCSDataModule(LightningDataModule):
             return [plate[name]]
         return [position for _, position in node.positions()]
 
-    def _setup_predict(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_predict(self) -> None:
         set_track_meta(True)
         if self.caching:
             warnings.warn("Ignoring caching config in 'predict' stage.", stacklevel=2)
         positions = self._positions_maybe_single()
         self.predict_dataset = SlidingWindowDataset(
-            positions, transform=Compose(self.normalizations), **dataset_settings
+            positions, transform=Compose(self.normalizations), **self._dataset_settings(targets=False)
         )
 
     def _final_crop(self) -> CenterSpatialCropd:
@@ -444,50 +521,11 @@ class HCSDataModule(LightningDataModule):
         )
 
     def _fit_transform(self) -> tuple[Compose, Compose]:
-        """Training (normalize, augment, crop) and validation (normalize, crop) transforms."""
+        """Training (normalize, augment, crop) and validation (normalize, crop) per-sample transforms."""
         final_crop = [self._final_crop()]
-        train_transform = Compose(self.normalizations + self._train_transform() + final_crop)
+        train_transform = Compose(self.normalizations + self.augmentations + final_crop)
         val_transform = Compose(self.normalizations + final_crop)
         return train_transform, val_transform
-
-    def _train_transform(self) -> list[MapTransform]:
-        """Inspect augmentations for Z scaling and multi-sample crops."""
-        self.train_patches_per_stack = 1
-        z_scale_low, z_scale_high = 0.0, 0.0
-        affines = [aug for aug in self.augmentations if isinstance(aug, RandAffined)]
-        if len(affines) > 1:
-            raise ValueError(f"Only one RandAffined augmentation is supported, got {len(affines)}.")
-        if affines:
-            z_scale = affines[0].rand_affine.rand_affine_grid.scale_range[0]
-            if isinstance(z_scale, float | int):
-                z_scale_low, z_scale_high = -float(z_scale), float(z_scale)
-            else:
-                z_scale_low, z_scale_high = (float(v) for v in z_scale)
-            if not z_scale_low <= 0.0 <= z_scale_high:
-                raise ValueError(f"The Z scale range of RandAffined must contain 0, got {(z_scale_low, z_scale_high)}.")
-        for aug in self.augmentations:
-            if isinstance(aug, MultiSampleTrait):
-                num_samples = aug.cropper.num_samples
-                if self.batch_size % num_samples != 0:
-                    raise ValueError(
-                        f"Batch size must be divisible by `num_samples` per stack; "
-                        f"got batch size {self.batch_size} and num_samples {num_samples}."
-                    )
-                self.train_patches_per_stack = num_samples
-        self.train_z_scale_range = (z_scale_low, z_scale_high)
-        return list(self.augmentations)
-
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, **kwargs: Any) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            collate_fn=_collate_samples,
-            **_loader_kwargs(self.num_workers, self.prefetch_factor, self.persistent_workers, self.pin_memory),
-            **kwargs,
-        )
 
     def train_dataloader(self) -> DataLoader:
         """Return shuffled training batches of ``batch_size`` patches (stacks times patches per stack)."""
@@ -495,17 +533,9 @@ class HCSDataModule(LightningDataModule):
             self.train_dataset, self.batch_size // self.train_patches_per_stack, shuffle=True, drop_last=True
         )
 
-    def val_dataloader(self) -> DataLoader:
-        """Return validation batches, in order."""
-        return self._loader(self.val_dataset, self.batch_size, shuffle=False)
-
     def test_dataloader(self) -> DataLoader:
         """Return test batches of one sample."""
         return self._loader(self.test_dataset, 1, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Return prediction batches, in order."""
-        return self._loader(self.predict_dataset, self.batch_size, shuffle=False)
 
     def on_before_batch_transfer(self, batch: Sample | Tensor, dataloader_idx: int) -> Sample | Tensor:
         """Keep only the centre target slice when ``target_2d`` (not while predicting)."""

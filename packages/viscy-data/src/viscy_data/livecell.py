@@ -146,10 +146,11 @@ def _collate_test_samples(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
 class LiveCellDataModule(GPUTransformDataModule):
     """LIVECell training/validation images and annotated test images.
 
-    Read: a worker process reads each TIFF once and caches it in a ``Manager`` dict.
-    Normalized and augmented: per sample by the CPU transforms in the worker, then per batch
-    by the GPU transforms after transfer (see :class:`~viscy_data.gpu_aug.GPUTransformDataModule`);
-    test images get ``test_transforms`` per sample only.
+    Where a batch is read, normalized and augmented: a worker process reads each TIFF once
+    (and caches it in a ``Manager`` dict) and runs the per-sample CPU transforms on it; the
+    per-batch GPU transforms run after transfer (see
+    :class:`~viscy_data.gpu_aug.GPUTransformDataModule`). Test images get ``test_transforms``
+    per sample only.
 
     Parameters
     ----------

@@ -108,11 +108,11 @@ class MmappedDataset(FOVVolumeDataset):
 class MmappedDataModule(FOVVolumeDataModule):
     """FOV/time-point volumes preprocessed once into memory-mapped files on local scratch.
 
-    Read: the first access to an item reads its volume, runs ``preprocess_transforms`` on it
-    (with its ``norm_meta``) and writes the result to a per-rank buffer file; later accesses
-    read the buffer. Normalized and augmented: once by ``preprocess_transforms``, then per
-    sample by the CPU transforms in the worker and per batch by the GPU transforms after
-    transfer (see :class:`~viscy_data.gpu_aug.GPUTransformDataModule`).
+    Where a batch is read, normalized and augmented: a worker process reads an item on first
+    access, runs ``preprocess_transforms`` on it once (with its ``norm_meta``) and writes the
+    result to a per-rank buffer file that later accesses read; then it runs the per-sample CPU
+    transforms, and the per-batch GPU transforms run after transfer (see
+    :class:`~viscy_data.gpu_aug.GPUTransformDataModule`).
 
     Parameters
     ----------

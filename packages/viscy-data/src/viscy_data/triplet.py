@@ -28,13 +28,13 @@ from viscy_data._utils import (
     BatchedCenterSpatialCropd,
     _channel_indices,
     _check_z_range,
-    _loader_kwargs,
     _require_columns,
+    _validate_store_channels,
 )
 from viscy_data.channel_wise import transform_channel_wise
-from viscy_data.hcs import HCSDataModule
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore, tensorstore_context
+from viscy_data.plate import PlateDataModule
 from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import select_positions
 from viscy_data.thread_loader import ThreadedDataLoader
@@ -379,8 +379,19 @@ def read_tracks_csv(directory: Path) -> pd.DataFrame:
     return table.astype({column: int for column in table.columns if column in INDEX_COLUMNS})
 
 
-class TripletDataModule(HCSDataModule):
+class TripletDataModule(PlateDataModule):
     """Contrastive triplets of tracked cells from an HCS plate and its Ultrack tracks.
+
+    Where a batch is read, normalized and augmented: a reading thread
+    (:class:`~viscy_data.thread_loader.ThreadedDataLoader`) reads a whole batch of
+    ``initial_yx_patch_size`` patches around the tracked cells in one tensorstore read
+    (:meth:`TripletDataset.__getitems__`), with no per-sample transform. After the batch
+    reaches the device, :meth:`on_after_batch_transfer` runs the batched transforms channel
+    by channel: ``normalizations``, then ``augmentations`` (anchors of ``time_interval``
+    ``"any"`` or 0, prediction batches and, without ``augment_validation``, validation
+    batches are not augmented), then a centre crop to ``(z_window_size,
+    *final_yx_patch_size)``. For per-sample CPU transforms, see
+    :class:`~viscy_data.hcs.HCSDataModule`.
 
     Parameters
     ----------
@@ -404,13 +415,14 @@ class TripletDataModule(HCSDataModule):
         Threads reading batches (more than 1 rarely helps: tensorstore reads are already
         parallel); see :class:`~viscy_data.thread_loader.ThreadedDataLoader`.
     normalizations : list[MapTransform], optional
-        Applied to every batch, on the device, channel by channel.
+        Batched transforms applied to every batch first, on the device, channel by channel.
     augmentations : list[MapTransform], optional
-        Applied to training batches (and validation with ``augment_validation``).
+        Batched transforms applied on the device after the normalizations, to training
+        batches (and validation with ``augment_validation``).
     augment_validation : bool
         Augment validation batches too.
     caching : bool
-        Read fit data from a local copy of the plate (see :class:`HCSDataModule`).
+        Read fit data from a local copy of the plate (see :class:`~viscy_data.plate.PlateDataModule`).
     fit_include_wells : list[str], optional
         Wells to use (all when None).
     fit_exclude_fovs : list[str], optional
@@ -438,6 +450,9 @@ class TripletDataModule(HCSDataModule):
     seed : int
         Seed of the FOV split, the shuffle and the negative sampling.
     """
+
+    _loader_class = ThreadedDataLoader
+    _collate_fn = staticmethod(no_collation)
 
     def __init__(
         self,
@@ -472,28 +487,16 @@ class TripletDataModule(HCSDataModule):
         if num_workers > 1:
             warnings.warn("Using more than 1 thread worker will likely degrade performance.", stacklevel=2)
         z_start, z_stop = z_range
-        self.z_range = slice(z_start, z_stop)  # validated against the stack by _check_z_window
         super().__init__(
-            data_path=data_path,
-            source_channel=source_channel,
-            target_channel=[],
-            z_window_size=z_window_size or z_stop - z_start,
-            split_ratio=split_ratio,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            target_2d=False,
-            yx_patch_size=final_yx_patch_size,
-            normalizations=normalizations,
-            augmentations=augmentations,
-            caching=caching,
-            persistent_workers=persistent_workers,
-            prefetch_factor=prefetch_factor,
-            pin_memory=pin_memory,
-            seed=seed,
+            data_path, source_channel, z_window_size or z_stop - z_start, split_ratio, final_yx_patch_size, caching
         )
+        self._set_loader_settings(batch_size, num_workers, persistent_workers, prefetch_factor, pin_memory, seed)
+        self.z_range = slice(z_start, z_stop)
         self.tracks_path = Path(tracks_path)
         self.initial_yx_patch_size = tuple(initial_yx_patch_size)
         self.final_yx_patch_size = tuple(final_yx_patch_size)
+        self.normalizations = list(normalizations or [])
+        self.augmentations = list(augmentations or [])
         self.augment_validation = augment_validation
         self.fit_include_wells = fit_include_wells
         self.fit_exclude_fovs = fit_exclude_fovs
@@ -503,27 +506,29 @@ class TripletDataModule(HCSDataModule):
         self.time_interval = time_interval
         self.return_negative = return_negative
         self.cache_pool_bytes = cache_pool_bytes
-        if not self.tracks_path.is_dir():
-            raise NotADirectoryError(f"tracks_path {self.tracks_path} is not a directory.")
-        if any(size < final for size, final in zip(self.initial_yx_patch_size, self.final_yx_patch_size, strict=True)):
-            raise ValueError(
-                f"initial_yx_patch_size {self.initial_yx_patch_size} is smaller than "
-                f"final_yx_patch_size {self.final_yx_patch_size}."
-            )
+        self._check_inputs()
         final_crop = BatchedCenterSpatialCropd(
             keys=self.source_channel, roi_size=(self.z_window_size, *self.final_yx_patch_size)
         )
         self._augmentation_transform = Compose(self.normalizations + self.augmentations + [final_crop])
         self._no_augmentation_transform = Compose([*self.normalizations, final_crop])
 
-    def _check_z_window(self, n_slices: int) -> None:
-        """Fail, naming the argument and its valid range, unless ``z_range`` fits the stack and holds the window."""
+    def _check_inputs(self) -> None:
+        """Validate the store, its channels, ``z_range``, the Z window, the tracks and the patch sizes."""
+        n_slices = _validate_store_channels(self.data_path, self.source_channel, self.array_key)[2]
         start, stop = self.z_range.start, self.z_range.stop
         _check_z_range(start, stop, n_slices, str(self.data_path))
         if not 1 <= self.z_window_size <= stop - start:
             raise ValueError(
                 f"z_window_size {self.z_window_size} does not fit z_range {(start, stop)}; "
                 f"use 1 <= z_window_size <= {stop - start}."
+            )
+        if not self.tracks_path.is_dir():
+            raise NotADirectoryError(f"tracks_path {self.tracks_path} is not a directory.")
+        if any(size < final for size, final in zip(self.initial_yx_patch_size, self.final_yx_patch_size, strict=True)):
+            raise ValueError(
+                f"initial_yx_patch_size {self.initial_yx_patch_size} is smaller than "
+                f"final_yx_patch_size {self.final_yx_patch_size}."
             )
 
     def _align_tracks_tables_with_positions(self, data_path: Path) -> tuple[list[Position], list[pd.DataFrame]]:
@@ -534,7 +539,7 @@ class TripletDataModule(HCSDataModule):
         return positions, tables
 
     @property
-    def _base_dataset_settings(self) -> dict[str, Any]:
+    def _dataset_settings(self) -> dict[str, Any]:
         return {
             "channel_names": self.source_channel,
             "z_range": self.z_range,
@@ -543,18 +548,18 @@ class TripletDataModule(HCSDataModule):
             "initial_yx_patch_size": self.initial_yx_patch_size,
         }
 
-    def _setup_fit(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_fit(self) -> None:
         positions, tables = self._align_tracks_tables_with_positions(self.maybe_cached_data_path)
         if len(positions) < 2:
             raise ValueError(f"At least 2 FOVs are required for training and validation; {len(positions)} selected.")
         train_index, val_index = self._split_positions(list(range(len(positions))))
-        settings = {**dataset_settings, "fit": True, "return_negative": self.return_negative, "seed": self.seed}
+        settings = {**self._dataset_settings, "fit": True, "return_negative": self.return_negative, "seed": self.seed}
         self.train_dataset = TripletDataset(
             [positions[i] for i in train_index], [tables[i] for i in train_index], **settings
         )
         self.val_dataset = TripletDataset([positions[i] for i in val_index], [tables[i] for i in val_index], **settings)
 
-    def _setup_predict(self, dataset_settings: dict[str, Any]) -> None:
+    def _setup_predict(self) -> None:
         set_track_meta(True)
         positions, tables = self._align_tracks_tables_with_positions(self.data_path)
         self.predict_dataset = TripletDataset(
@@ -564,37 +569,8 @@ class TripletDataModule(HCSDataModule):
             predict_cells=self.predict_cells,
             include_fov_names=self.include_fov_names,
             include_track_ids=self.include_track_ids,
-            **dataset_settings,
+            **self._dataset_settings,
         )
-
-    def _setup_test(self, dataset_settings: dict[str, Any]) -> None:
-        raise NotImplementedError("Self-supervised model does not support testing")
-
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, **kwargs: Any) -> ThreadedDataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return ThreadedDataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            collate_fn=no_collation,
-            **_loader_kwargs(
-                self.num_workers, self.prefetch_factor, self.persistent_workers, self.pin_memory, thread_workers=True
-            ),
-            **kwargs,
-        )
-
-    def train_dataloader(self) -> ThreadedDataLoader:
-        """Return shuffled training batches (incomplete last batch dropped)."""
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True, drop_last=True)
-
-    def val_dataloader(self) -> ThreadedDataLoader:
-        """Return validation batches, in order."""
-        return self._loader(self.val_dataset, self.batch_size, shuffle=False, drop_last=False)
-
-    def predict_dataloader(self) -> ThreadedDataLoader:
-        """Return prediction batches, in tracks order."""
-        return self._loader(self.predict_dataset, self.batch_size, shuffle=False, drop_last=False)
 
     def _find_transform(self, key: str) -> DictTransform:
         """Choose the augmenting or the plain transform for one batch key."""
@@ -615,8 +591,4 @@ class TripletDataModule(HCSDataModule):
                 batch[key] = transform_channel_wise(
                     self._find_transform(key), self.source_channel, batch[key], norm_meta
                 )
-        return batch
-
-    def on_before_batch_transfer(self, batch: dict[str, Any] | Tensor, dataloader_idx: int) -> dict[str, Any] | Tensor:
-        """Pass batches through unchanged (no 2D target here)."""
         return batch
