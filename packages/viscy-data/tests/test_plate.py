@@ -1,5 +1,7 @@
 """Where each data module reads, normalizes and augments a batch: the shared base and its siblings."""
 
+from pathlib import Path
+
 import pytest
 from monai.data.utils import no_collation
 
@@ -80,3 +82,18 @@ def test_triplet_reads_whole_batches_in_threads_and_transforms_after_transfer(tr
     batch = next(iter(loader))
     assert batch["anchor"].shape == (4, 2, 5, 32, 32), "read at the initial patch size, untransformed"
     assert triplets.on_after_batch_transfer(batch, 0)["anchor"].shape == (4, 2, 5, 24, 24)
+
+
+def test_readme_example_of_a_new_data_module_runs(synthetic_plate):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme.split("## How to add a data module", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)  # the README's own example
+    module_class = namespace["UncachedDataModule"]
+    test_docstring_says_where_a_batch_is_read_normalized_and_augmented(module_class)
+    dm = module_class(synthetic_plate.store_path, ["GFP"])
+    dm.setup("fit")
+    assert len(dm.train_dataset) + len(dm.val_dataset) == 8 * 4
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["GFP"].shape == (4, 1, 5, 64, 64)
+    assert batch["norm_meta"]["GFP"]["fov_statistics"]["mean"].shape == (4,)
