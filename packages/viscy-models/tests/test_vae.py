@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from viscy_models import BetaVae25D, BetaVaeMonai
+from viscy_models.vae import VaeUpStage
 
 SMALL_RESNET = {"in_channels": 1, "in_stack_depth": 5, "out_stack_depth": 3, "input_spatial_size": (64, 64)}
 SMALL_CONVNEXT = {
@@ -122,3 +123,20 @@ def test_beta_vae_monai_eval_is_deterministic_and_gradients_flow(params_without_
     model.eval()
     x = torch.rand(2, 1, 16, 16)
     assert torch.equal(model(x).recon_x, model(x).recon_x)
+
+
+@pytest.mark.parametrize(
+    ("mode", "upsample_key", "first_unit_in"),
+    [("pixelshuffle", None, 8), ("deconv", "upsample.deconv.weight", 16)],
+)
+def test_vae_up_stage_upsamples_in_both_modes(mode, upsample_key, first_unit_in):
+    stage = VaeUpStage(32, 16, scale_factor=2, mode=mode, conv_blocks=2, norm_name="batch", upsample_pre_conv=None)
+    assert stage(torch.rand(2, 32, 4, 4)).shape == (2, 16, 8, 8)
+    assert stage.conv[0].conv.unit0.conv.in_channels == first_unit_in
+    upsample_keys = [key for key in stage.state_dict() if key.startswith("upsample.")]
+    assert upsample_keys == ([] if upsample_key is None else [upsample_key, "upsample.deconv.bias"])
+
+
+def test_vae_up_stage_rejects_unknown_mode():
+    with pytest.raises(ValueError, match=r"mode 'nearest'; choose one of \('deconv', 'pixelshuffle'\)"):
+        VaeUpStage(32, 16, 2, mode="nearest", conv_blocks=1, norm_name="batch", upsample_pre_conv=None)
