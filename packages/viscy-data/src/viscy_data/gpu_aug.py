@@ -258,19 +258,17 @@ class CachedOmeZarrDataset(FOVVolumeDataset):
 
     Parameters
     ----------
-    positions : list[Position]
-        FOVs sharing one channel order.
-    channel_names : list[str]
-        Channels to read.
+    positions, channel_names
+        As in :class:`FOVVolumeDataset`.
     cache_map : MutableMapping
         Volume cache, e.g. a ``multiprocessing.Manager().dict()`` shared by workers. Keys are
         ``(array store path, t)``, so datasets of different stores or FOVs may share one map.
     transform : Compose, optional
         CPU transform of ``{channel: (1, Z, Y, X)}`` (plus ``norm_meta``).
     array_key : str
-        Image array (multiscale level) to read.
+        As in :class:`FOVVolumeDataset`.
     load_normalization_metadata : bool
-        Add the FOV's normalization metadata at the item's time point.
+        Add the FOV's normalization metadata at the item's time point as ``norm_meta``.
     skip_cache : bool
         Read from the store every time.
     """

@@ -42,7 +42,7 @@ class MmappedDataset(FOVVolumeDataset):
     positions : list[Position]
         FOVs sharing one channel order and one shape.
     channel_names : list[str]
-        Channels to read.
+        As in :class:`~viscy_data.gpu_aug.FOVVolumeDataset`.
     cache_map : MutableMapping
         Fill flags of the buffer rows, shared by workers (e.g. ``Manager().dict()``); use one
         map per buffer.
@@ -53,7 +53,7 @@ class MmappedDataset(FOVVolumeDataset):
     cpu_transform : Compose, optional
         Run on every access (its samples carry no ``norm_meta``).
     array_key : str
-        Image array to read.
+        As in :class:`~viscy_data.gpu_aug.FOVVolumeDataset`.
     load_normalization_metadata : bool
         Give ``preprocess_transforms`` the FOV's normalization metadata at the item's time point.
     """
