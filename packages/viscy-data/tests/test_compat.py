@@ -1,8 +1,12 @@
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 from viscy_data.ome_compat import (
     SUPPORTED_OME_VERSIONS,
+    TensorstoreCache,
     array_name,
     array_store_path,
     array_zarr_format,
@@ -35,3 +39,20 @@ def test_open_rejects_unsupported_version(tmp_path):
     with pytest.raises(ValueError, match="is not supported by iohub"):
         open_ome_zarr(tmp_path / "x.zarr", layout="hcs", mode="w-", channel_names=["a"], version="0.3")
     assert "0.4" in SUPPORTED_OME_VERSIONS
+
+
+def test_tensorstore_cache_opens_each_key_once_across_threads_and_pickles_empty(versioned_plate):
+    """Threads asking for one key share one store; a different key gets its own; a pickled cache is empty."""
+    pytest.importorskip("tensorstore")
+    cache = TensorstoreCache(cache_pool_bytes=1 << 20)
+    with open_ome_zarr(versioned_plate.store_path, layout="hcs") as plate:
+        first, second = plate["A/2/0"]["0"], plate["B/1/1"]["0"]
+        with ThreadPoolExecutor(4) as pool:
+            stores = list(pool.map(lambda _: cache.get(("plate", "A/2/0"), first), range(16)))
+        assert all(store is stores[0] for store in stores)
+        other = cache.get(("plate", "B/1/1"), second)
+        assert other is not stores[0]
+        np.testing.assert_array_equal(other[0, 0].read().result(), second[0, 0])
+        restored = pickle.loads(pickle.dumps(cache))
+        assert restored.cache_pool_bytes == 1 << 20
+        assert restored.get(("plate", "A/2/0"), first) is not stores[0]

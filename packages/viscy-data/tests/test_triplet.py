@@ -348,7 +348,7 @@ def test_stores_keyed_by_store_path_and_fov(plate_factory):
     for i, (plate, row) in enumerate(zip((first, second), dataset.tracks.iloc[[0, n_first]].itertuples(), strict=True)):
         expected = _raw_patch(plate, "A/1/0", row.t, row.y, row.x, z_range=(0, 5), half=8)
         np.testing.assert_array_equal(batch["anchor"][i].numpy(), expected)
-    assert len(dataset._stores) == 2
+    assert dataset._get_tensorstore(0) is not dataset._get_tensorstore(1)
 
 
 def test_reads_both_zarr_formats(versioned_plate):
@@ -363,7 +363,7 @@ def test_pickled_dataset_reopens_stores(tracking_plate):
     dataset = _dataset(tracking_plate, time_interval=1)
     before = dataset.__getitems__([0, 1])
     clone = pickle.loads(pickle.dumps(dataset))
-    assert clone._stores == {}
+    assert clone._get_tensorstore(0) is not dataset._get_tensorstore(0)
     torch.testing.assert_close(clone.__getitems__([0, 1])["anchor"], before["anchor"])
 
 

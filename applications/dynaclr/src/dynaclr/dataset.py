@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ from dynaclr.index import MultiExperimentIndex
 from dynaclr.tau_sampling import tau_probabilities
 from viscy_data import INDEX_COLUMNS, NormMeta
 from viscy_data.normalization import STATISTIC_NAMES, read_norm_meta, select_timepoint
-from viscy_data.ome_compat import open_tensorstore, tensorstore_context
+from viscy_data.ome_compat import TensorstoreCache
 from viscy_data.read_errors import naming_read_errors
 
 __all__ = ["PREDICT_INDEX_COLUMNS", "MultiExperimentTripletDataset"]
@@ -88,9 +87,7 @@ class MultiExperimentTripletDataset(Dataset):
         self.epoch = 0
         self.rank = 0
         self.channel_labels = list(index.registry.active_channels)
-        self._context: Any = None
-        self._stores: dict[tuple[str, str], Any] = {}
-        self._store_lock = threading.Lock()
+        self._tensorstores = TensorstoreCache(self.cache_pool_bytes)
         self._index_rows()
         self._index_channels()
         if fit:
@@ -146,16 +143,6 @@ class MultiExperimentTripletDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._rows)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle without open stores or locks (worker processes reopen them)."""
-        state = self.__dict__.copy()
-        state.update(_context=None, _stores={}, _store_lock=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._store_lock = threading.Lock()
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.__getitems__([index])
@@ -252,19 +239,9 @@ class MultiExperimentTripletDataset(Dataset):
         return negatives
 
     def _store(self, fov: int) -> Any:
-        """Open (once per store path and FOV) the tensorstore of a FOV's array ``"0"``."""
+        """Return the tensorstore of a FOV's array ``"0"``, opened once per store path and FOV."""
         info = self.index.fovs[fov]
-        key = (info.data_path, info.fov_name)
-        store = self._stores.get(key)
-        if store is None:
-            with self._store_lock:
-                if self._context is None:
-                    self._context = tensorstore_context(self.cache_pool_bytes)
-                store = self._stores.get(key)
-                if store is None:
-                    with naming_read_errors(self._images[fov]):
-                        store = self._stores[key] = open_tensorstore(self._images[fov], context=self._context)
-        return store
+        return self._tensorstores.get((info.data_path, info.fov_name), self._images[fov])
 
     def _read_patches(self, row_sets: list[np.ndarray]) -> list[Tensor]:
         """Read ``(B, C, Z, Y, X)`` patches of each set of rows in one tensorstore batch."""

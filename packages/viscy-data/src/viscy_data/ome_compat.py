@@ -10,6 +10,8 @@ Everything else in viscy-data goes through the helpers below.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Hashable
 from importlib.metadata import version as _distribution_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ __all__ = [
     "open_ome_zarr",
     "open_tensorstore",
     "tczyx_axes",
+    "TensorstoreCache",
     "tensorstore_context",
 ]
 
@@ -196,3 +199,62 @@ def tensorstore_context(cache_pool_bytes: int = 0) -> Any:
             "cache_pool": {"total_bytes_limit": cache_pool_bytes},
         }
     )
+
+
+class TensorstoreCache:
+    """Read-only tensorstores of image arrays, opened once per key and shared by the reading threads.
+
+    Key each array by its store path and FOV (e.g. :func:`array_store_path`): FOV names repeat
+    across plates. All stores share one :func:`tensorstore_context`. A pickled cache (sent to a
+    worker process) arrives empty and reopens what it needs.
+
+    Parameters
+    ----------
+    cache_pool_bytes : int
+        Size of the shared chunk cache in bytes (0: no cache).
+    """
+
+    def __init__(self, cache_pool_bytes: int = 0) -> None:
+        self.cache_pool_bytes = int(cache_pool_bytes)
+        self._context: Any = None
+        self._stores: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, image_array: ImageArray) -> Any:
+        """Return the store of ``image_array``, opening it on first use.
+
+        Parameters
+        ----------
+        key : Hashable
+            Identity of the array, e.g. ``(store path, FOV name)``.
+        image_array : ImageArray
+            The array, opened with iohub.
+
+        Returns
+        -------
+        tensorstore.TensorStore
+            Read-only handle.
+
+        Raises
+        ------
+        viscy_data.read_errors.ArrayReadError
+            If the array cannot be opened; the message names the store and FOV.
+        """
+        store = self._stores.get(key)
+        if store is None:
+            from viscy_data.read_errors import naming_read_errors
+
+            with self._lock:
+                store = self._stores.get(key)
+                if store is None:
+                    if self._context is None:
+                        self._context = tensorstore_context(self.cache_pool_bytes)
+                    with naming_read_errors(image_array):
+                        store = self._stores[key] = open_tensorstore(image_array, context=self._context)
+        return store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cache_pool_bytes": self.cache_pool_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)

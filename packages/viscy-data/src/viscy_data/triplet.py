@@ -6,7 +6,6 @@ Needs the ``[triplet]`` extra (tensorstore) for patch reads.
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ from viscy_data._utils import (
 )
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.normalization import read_norm_meta, select_timepoint
-from viscy_data.ome_compat import array_store_path, fov_name, open_ome_zarr, open_tensorstore, tensorstore_context
+from viscy_data.ome_compat import TensorstoreCache, array_store_path, fov_name, open_ome_zarr
 from viscy_data.plate import PlateDataModule
 from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import select_positions
@@ -123,9 +122,7 @@ class TripletDataset(Dataset):
         self.return_negative = return_negative
         self.cache_pool_bytes = cache_pool_bytes
         self.seed = seed
-        self._context = None
-        self._stores: dict[str, Any] = {}
-        self._store_lock = threading.Lock()
+        self._tensorstores = TensorstoreCache(cache_pool_bytes)
         self._norm_meta = [read_norm_meta(position) for position in positions]
         self._images = [position["0"] for position in positions]
         self._store_keys = [str(array_store_path(image)) for image in self._images]
@@ -242,30 +239,9 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.valid_anchors)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle without open stores or locks (worker processes reopen them)."""
-        state = self.__dict__.copy()
-        state.update(_context=None, _stores={}, _store_lock=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._store_lock = threading.Lock()
-
     def _get_tensorstore(self, position_index: int) -> Any:
-        """Open (once per store path and FOV) the tensorstore of a position's array ``"0"``."""
-        key = self._store_keys[position_index]
-        store = self._stores.get(key)
-        if store is None:
-            with self._store_lock:
-                if self._context is None:
-                    self._context = tensorstore_context(self.cache_pool_bytes)
-                store = self._stores.get(key)
-                if store is None:
-                    image = self._images[position_index]
-                    with naming_read_errors(image):
-                        store = self._stores[key] = open_tensorstore(image, context=self._context)
-        return store
+        """Return the tensorstore of a position's array ``"0"``, opened once per store path and FOV."""
+        return self._tensorstores.get(self._store_keys[position_index], self._images[position_index])
 
     def _read_patches(self, *row_sets: np.ndarray) -> list[Tensor]:
         """Read ``(B, C, Z, Y, X)`` patches around each set of tracks rows, all sets at once.
