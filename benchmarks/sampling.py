@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import logging
 import math
 import statistics
@@ -76,6 +75,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import BatchSampler, RandomSampler
+from training import instantiate  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 from viscy_data.sampler import FlexibleBatchSampler
 
@@ -977,30 +977,6 @@ class TrainingRun:
             f"{self.backbone}, {self.z} z, {self.initial}x{self.initial} -> {self.final}x{self.final}, "
             f"batch {self.batch}, {self.precision}"
         )
-
-
-def instantiate(node: Any) -> Any:
-    """Build the objects of a LightningCLI ``class_path``/``init_args`` tree.
-
-    Parameters
-    ----------
-    node : Any
-        A config node: a mapping with ``class_path``, another mapping, a list or a value.
-
-    Returns
-    -------
-    Any
-        The built objects.
-    """
-    if isinstance(node, list):
-        return [instantiate(item) for item in node]
-    if isinstance(node, dict) and "class_path" in node:
-        module_name, _, class_name = node["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        return cls(**{key: instantiate(value) for key, value in node.get("init_args", {}).items()})
-    if isinstance(node, dict):
-        return {key: instantiate(value) for key, value in node.items()}
-    return node
 
 
 def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
