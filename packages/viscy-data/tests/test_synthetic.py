@@ -6,7 +6,7 @@ import pytest
 
 from viscy_data.normalization import compute_statistics
 from viscy_data.ome_compat import SUPPORTED_OME_VERSIONS, array_zarr_format, open_ome_zarr
-from viscy_data.synthetic import ANNOTATION_COLUMNS, TRACK_COLUMNS, write_synthetic_plate
+from viscy_data.synthetic import ANNOTATION_COLUMNS, TRACK_COLUMNS, relocalize, write_synthetic_plate
 
 
 def _read_all(plate):
@@ -194,6 +194,7 @@ def test_custom_layout_and_uint16(plate_factory):
         ({"n_frames": 0}, "at least 1"),
         ({"yx_size": (8, 8)}, "too small"),
         ({"version": "0.3"}, "cannot be written"),
+        ({"infection_phenotype": "swelling"}, "'brightening', 'relocalization'"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, message):
@@ -229,3 +230,93 @@ def test_writing_a_plate_logs_no_iohub_metadata_warning(tmp_path, caplog):
     assert not [record.getMessage() for record in caplog.records if record.name.startswith("iohub")]
     with open_ome_zarr(plate.store_path, layout="hcs") as reopened:
         assert [axis.name for axis in reopened.axes] == ["T", "C", "Z", "Y", "X"]
+
+
+def test_relocalize_keeps_the_values_and_moves_the_brightest_inward():
+    rng = np.random.default_rng(0)
+    values = rng.random((9, 9))
+    yy, xx = np.mgrid[-4:5, -4:5]
+    distance = np.hypot(yy, xx)
+    np.testing.assert_array_equal(relocalize(values, -distance, 0.0), values)
+    moved = [relocalize(values, -distance, level) for level in (0.0, 0.5, 1.0)]
+    for image in moved:
+        np.testing.assert_array_equal(np.sort(image, axis=None), np.sort(values, axis=None))
+    # at level 1 the value ranks follow the distance to the centre
+    assert moved[2][4, 4] == values.max()
+    by_distance = np.lexsort((-moved[2].ravel(), distance.ravel()))
+    assert np.all(np.diff(moved[2].ravel()[by_distance]) <= 0)
+    centroid_distance = [float((image * distance).sum() / image.sum()) for image in moved]
+    assert centroid_distance[0] > centroid_distance[1] > centroid_distance[2]
+    with pytest.raises(ValueError, match=r"level must lie in \[0, 1\]"):
+        relocalize(values, -distance, 1.5)
+    with pytest.raises(ValueError, match="same shape"):
+        relocalize(values, -distance[:3], 0.5)
+
+
+@pytest.fixture(scope="module")
+def relocalization_plate(tmp_path_factory):
+    """One cell per FOV (no neighbours, no divisions), in focus at its z, 10 frames of 30 minutes."""
+    return write_synthetic_plate(
+        tmp_path_factory.mktemp("relocalization") / "plate.zarr",
+        well_conditions={"A/1": "uninfected", "B/1": "infected"},
+        fovs_per_well=6,
+        n_frames=10,
+        yx_size=(48, 48),
+        cells_per_fov=1,
+        division_probability=0.0,
+        infection_phenotype="relocalization",
+        seed=1,
+    )
+
+
+def _reporter_windows(plate):
+    """Per annotation row: the reporter of the cell's 15 x 15 window at its z, background subtracted."""
+    background = 0.05
+    images = {
+        name: np.pad(image[:, 1] - background, ((0, 0), (0, 0), (7, 7), (7, 7)))
+        for name, image in _read_all(plate).items()
+    }
+    annotations = plate.read_annotations()
+    windows = [
+        images[row.fov_name][row.t, row.z, row.y : row.y + 15, row.x : row.x + 15] for row in annotations.itertuples()
+    ]
+    return annotations, np.stack(windows)
+
+
+def test_relocalization_conserves_each_cells_reporter_and_moves_it_to_the_nucleus(relocalization_plate):
+    assert relocalization_plate.infection_phenotype == "relocalization"
+    annotations, windows = _reporter_windows(relocalization_plate)
+    yy, xx = np.mgrid[-7:8, -7:8]
+    nucleus = np.hypot(yy, xx) <= 2.5
+    annotations = annotations.assign(
+        total=windows.sum(axis=(1, 2)),
+        p90=np.percentile(windows, 90, axis=(1, 2)),
+        nuclear_fraction=windows[:, nucleus].sum(axis=1) / windows.sum(axis=(1, 2)),
+    )
+    infected_tracks = annotations.groupby("fov_name")["infection_state"].transform("max") == 1
+    assert infected_tracks.any()
+    assert (~infected_tracks).any()
+    for _, track in annotations.groupby("fov_name"):
+        # the same cell keeps its total reporter intensity and its intensity distribution; pixel noise
+        # (std 0.02 on 225 pixels) makes the totals vary by about 3%
+        assert track["total"].std() < 0.08 * track["total"].mean()
+        assert track["p90"].std() < 0.1 * track["p90"].mean()
+    before = annotations[infected_tracks & (annotations["infection_state"] == 0)]
+    after = annotations[infected_tracks & (annotations["infection_state"] == 1)]
+    uninfected = annotations[~infected_tracks]
+    assert after["total"].mean() == pytest.approx(before["total"].mean(), rel=0.05)
+    assert after["nuclear_fraction"].min() > before["nuclear_fraction"].max()
+    assert after["nuclear_fraction"].median() > 2 * uninfected["nuclear_fraction"].median()
+    # expression differs between cells, so brightness does not tell the state
+    totals = annotations.groupby("fov_name")["total"].mean()
+    assert totals.max() > 1.3 * totals.min()
+
+
+def test_relocalization_leaves_the_default_phenotype_plate_unchanged(tmp_path):
+    default = write_synthetic_plate(tmp_path / "a" / "plate.zarr", seed=4)
+    explicit = write_synthetic_plate(tmp_path / "b" / "plate.zarr", seed=4, infection_phenotype="brightening")
+    relocalized = write_synthetic_plate(tmp_path / "c" / "plate.zarr", seed=4, infection_phenotype="relocalization")
+    first, second, third = _read_all(default), _read_all(explicit), _read_all(relocalized)
+    assert all(np.array_equal(first[name], second[name]) for name in first)
+    assert not np.array_equal(first["A/2/0"][:, 1], third["A/2/0"][:, 1])
+    assert default.infection_phenotype == "brightening"

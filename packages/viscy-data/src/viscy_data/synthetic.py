@@ -4,9 +4,9 @@
 
 - an HCS OME-Zarr plate (through iohub) whose positions hold array ``"0"`` shaped
   ``(T, C, Z, Y, X)``. Channel 0 is label-free-like (textured cells on a textured
-  background, in focus at the cell's z), channel 1 a fluorescence infection reporter (dim
-  and diffuse, turning bright and nuclear after the cell's infection onset in infected
-  wells), channels 2+ a nuclear stain;
+  background, in focus at the cell's z), channel 1 a fluorescence infection reporter whose
+  change after the cell's infection onset in infected wells is the ``infection_phenotype``
+  (see :data:`INFECTION_PHENOTYPES`), channels 2+ a nuclear stain;
 - normalization metadata in ``.zattrs`` with the layout ``viscy preprocess`` writes (see
   :mod:`viscy_data.normalization`): dataset, FOV and per-timepoint statistics of the FOV on
   each position; dataset and all-FOV per-timepoint statistics on the plate;
@@ -38,7 +38,14 @@ import pandas as pd
 from viscy_data.normalization import NORMALIZATION_FIELD, compute_statistics, write_meta_field
 from viscy_data.ome_compat import SUPPORTED_OME_VERSIONS, open_ome_zarr
 
-__all__ = ["DEFAULT_WELL_CONDITIONS", "TRACK_COLUMNS", "SyntheticPlate", "write_synthetic_plate"]
+__all__ = [
+    "DEFAULT_WELL_CONDITIONS",
+    "INFECTION_PHENOTYPES",
+    "TRACK_COLUMNS",
+    "SyntheticPlate",
+    "relocalize",
+    "write_synthetic_plate",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -67,6 +74,20 @@ ANNOTATION_COLUMNS = (
     "cell_division_state",
 )
 """Columns of the ground-truth annotations CSV, in file order."""
+
+INFECTION_PHENOTYPES: dict[str, str] = {
+    "brightening": "the dim, diffuse reporter turns bright and nuclear: visible in per-cell intensity statistics",
+    "relocalization": (
+        "the reporter's pixel values move, unchanged, from cytoplasmic puncta into the nucleus: every cell keeps "
+        "its reporter intensity histogram (total, mean, std, percentiles), only where the intensity sits changes"
+    ),
+}
+"""What the reporter (channel 1) of an infected cell does after its onset, by ``infection_phenotype``.
+
+With ``"relocalization"`` the reporter's expression level also varies between lineages (log-normal,
+inherited by daughters), so that neither a cell's brightness nor its intensity statistics tell
+infected from uninfected cells: only the spatial pattern does.
+"""
 
 _MAX_STATISTIC_VOXELS = 1 << 18
 """Statistics use every voxel of a frame up to this many, an even stride beyond."""
@@ -103,6 +124,8 @@ class SyntheticPlate:
         OME-Zarr version written (``"0.4"``: zarr format 2, ``"0.5"``: zarr format 3).
     seed : int
         Seed the plate was generated from.
+    infection_phenotype : str
+        What the reporter of infected cells does (:data:`INFECTION_PHENOTYPES`).
     """
 
     store_path: Path
@@ -116,6 +139,7 @@ class SyntheticPlate:
     infected_conditions: tuple[str, ...] = ("infected",)
     version: str = "0.4"
     seed: int = 0
+    infection_phenotype: str = "brightening"
 
     def tracks_csv(self, fov_name: str) -> Path:
         """Path of one FOV's tracks CSV."""
@@ -185,6 +209,8 @@ class _Cell:
     texture: np.ndarray
     divides_at: int | None = field(default=None)
     born_from_division: bool = False
+    reporter_texture: np.ndarray | None = None
+    expression: float = 1.0
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -195,6 +221,50 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     kernel = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fy**2 + fx**2))
     smooth = np.fft.ifft2(np.fft.fft2(noise) * kernel).real
     return ((smooth - smooth.mean()) / (smooth.std() + 1e-12)).astype(np.float32)
+
+
+def relocalize(values: np.ndarray, centrality: np.ndarray, level: float) -> np.ndarray:
+    """Rearrange an image's values towards its most central pixels, keeping the values themselves.
+
+    Pixels are ranked by ``(1 - level) * rank(values) + level * rank(centrality)`` and receive the
+    sorted values in that order: ``level`` 0 returns ``values`` unchanged, ``level`` 1 puts the
+    brightest value on the most central pixel, the next brightest on the next, and so on. The
+    result is always a permutation of ``values``, so its histogram (sum, mean, std, percentiles)
+    is that of ``values``.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Image to rearrange.
+    centrality : np.ndarray
+        Same shape; higher is more central (e.g. minus the distance to the nucleus).
+    level : float
+        Relocalization in ``[0, 1]``.
+
+    Returns
+    -------
+    np.ndarray
+        The rearranged image, shaped and typed as ``values``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or ``level`` lies outside ``[0, 1]``.
+    """
+    if values.shape != centrality.shape:
+        raise ValueError(f"values {values.shape} and centrality {centrality.shape} must have the same shape.")
+    if not 0.0 <= level <= 1.0:
+        raise ValueError(f"level must lie in [0, 1], got {level}.")
+    flat = values.ravel()
+    if level == 0.0 or flat.size < 2:
+        return values.copy()
+    scale = 1.0 / (flat.size - 1)
+    value_rank = np.argsort(np.argsort(flat, kind="stable"), kind="stable") * scale
+    central_rank = np.argsort(np.argsort(centrality.ravel(), kind="stable"), kind="stable") * scale
+    order = np.argsort((1.0 - level) * value_rank + level * central_rank, kind="stable")
+    moved = np.empty_like(flat)
+    moved[order] = np.sort(flat)
+    return moved.reshape(values.shape)
 
 
 def _validate_wells(well_conditions: Mapping[str, str]) -> dict[str, str]:
@@ -222,8 +292,10 @@ class _FovSimulation:
         division_probability: float,
         infected: bool,
         interval_minutes: float,
+        infection_phenotype: str = "brightening",
     ) -> None:
         self.rng = rng
+        self.relocalizes = infection_phenotype == "relocalization"
         self.zyx_shape = zyx_shape
         self.n_frames = n_frames
         self.radius = cell_radius
@@ -260,6 +332,10 @@ class _FovSimulation:
             texture=_smooth_noise(self.rng, (size, size), sigma=1.5),
             born_from_division=parent is not None,
         )
+        if self.relocalizes:
+            # drawn only for this phenotype, so that "brightening" plates stay as they were
+            cell.reporter_texture = _smooth_noise(self.rng, (size, size), sigma=1.0)
+            cell.expression = parent.expression if parent is not None else float(self.rng.lognormal(0.0, 0.4))
         self.next_track_id += 1
         return cell
 
@@ -331,6 +407,7 @@ class _FovSimulation:
         distance = np.hypot(offsets[:, None], offsets[None, :])
         cytoplasm = 1.0 / (1.0 + np.exp((distance - self.radius) / 0.7))
         nucleus = 1.0 / (1.0 + np.exp((distance - 0.5 * self.radius) / 0.5))
+        cytoplasm_only = cytoplasm * (1.0 - nucleus)
         z_sigma = max(n_z / 4.0, 0.75)
         z_index = np.arange(n_z, dtype=np.float32)
         for cell in self.cells:
@@ -338,7 +415,10 @@ class _FovSimulation:
             texture = np.pad(cell.texture, 2, mode="reflect")
             level = self.infection_level(cell, t)
             patches = [cytoplasm * (0.5 + 0.1 * np.clip(texture, -2.0, 2.0))]
-            if n_channels > 1:
+            if n_channels > 1 and self.relocalizes:
+                puncta = 1.0 + 0.5 * np.clip(np.pad(cell.reporter_texture, 2, mode="reflect"), -2.0, 2.0)
+                patches.append(relocalize(0.3 * cell.expression * cytoplasm_only * puncta, -distance, level))
+            elif n_channels > 1:
                 patches.append(0.15 * (1.0 - level) * cytoplasm + (0.15 + 1.35 * level) * level * nucleus)
             patches.extend((1.0 + 0.5 * c) * nucleus for c in range(n_channels - 2))
             y0, x0 = cell.y - half, cell.x - half
@@ -395,6 +475,7 @@ def write_synthetic_plate(
     step_sigma: float = 1.5,
     division_probability: float = 0.1,
     interval_minutes: float = 30.0,
+    infection_phenotype: str = "brightening",
     dtype: str = "float32",
     chunks: tuple[int, int, int, int, int] | None = None,
     version: str = "0.4",
@@ -438,6 +519,10 @@ def write_synthetic_plate(
     interval_minutes : float
         Time between frames; frame ``t`` is ``t * interval_minutes / 60`` hours post infection.
         Each infected cell's onset is drawn uniformly in the middle half of the time course.
+    infection_phenotype : {"brightening", "relocalization"}
+        What the reporter of an infected cell does after its onset (:data:`INFECTION_PHENOTYPES`):
+        ``"brightening"`` is visible in per-cell intensity statistics, ``"relocalization"``
+        (which also varies the reporter's expression between lineages) is not.
     dtype : str
         ``"float32"`` or ``"uint16"`` (intensities scaled by 1000).
     chunks : tuple of 5 ints, optional
@@ -460,7 +545,7 @@ def write_synthetic_plate(
     FileExistsError
         If an output exists and ``overwrite`` is False.
     ValueError
-        If a size, channel list, well name, dtype or version is invalid.
+        If a size, channel list, well name, infection phenotype, dtype or version is invalid.
     """
     store_path = Path(store_path)
     tracks_root = Path(tracks_path) if tracks_path is not None else store_path.parent / "tracks"
@@ -469,6 +554,8 @@ def write_synthetic_plate(
     wells = _validate_wells(DEFAULT_WELL_CONDITIONS if well_conditions is None else well_conditions)
     if not channels or len(set(channels)) != len(channels):
         raise ValueError(f"channel_names must be unique and non-empty; got {list(channels)}.")
+    if infection_phenotype not in INFECTION_PHENOTYPES:
+        raise ValueError(f"infection_phenotype {infection_phenotype!r} is not one of {list(INFECTION_PHENOTYPES)}.")
     if dtype not in _SUPPORTED_DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; choose one of {list(_SUPPORTED_DTYPES)}.")
     if version not in SUPPORTED_OME_VERSIONS:
@@ -503,6 +590,7 @@ def write_synthetic_plate(
                 division_probability=division_probability,
                 infected=wells[f"{row}/{column}"] in infected,
                 interval_minutes=interval_minutes,
+                infection_phenotype=infection_phenotype,
             )
             background = _smooth_noise(rng, tuple(yx_size), sigma=4.0)
             position = plate.create_position(row, column, fov)
@@ -537,6 +625,7 @@ def write_synthetic_plate(
         infected_conditions=tuple(infected_conditions),
         version=version,
         seed=seed,
+        infection_phenotype=infection_phenotype,
     )
 
 
