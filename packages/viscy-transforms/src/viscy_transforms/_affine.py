@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import (
     RandomTransform,
     apply_to_selected,
@@ -232,7 +232,7 @@ class BatchedRandAffined(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to transform; they must share the batch size.
     prob : float
         Probability of transforming one sample. Default 0.1.
@@ -258,7 +258,7 @@ class BatchedRandAffined(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         prob: float = 0.1,
         rotate_range: RangeSpec = None,
         shear_range: RangeSpec = None,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
 
 __all__ = ["BatchedRandAdjustContrast", "BatchedRandAdjustContrastd", "ContrastParams"]
@@ -115,7 +115,7 @@ class BatchedRandAdjustContrastd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to adjust.
     gamma : tuple[float, float] | float
         Range of gamma. Default (0.5, 4.5).
@@ -131,7 +131,7 @@ class BatchedRandAdjustContrastd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         gamma: tuple[float, float] | float = (0.5, 4.5),
         prob: float = 0.1,
         invert_image: bool = False,

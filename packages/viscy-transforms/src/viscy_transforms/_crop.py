@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from monai.transforms import Transform
 from torch import Tensor
 
-from viscy_transforms._mapping import ArrayMapTransform, SharedDrawMapTransform
+from viscy_transforms._mapping import ArrayMapTransform, Keys, SharedDrawMapTransform
 from viscy_transforms._random import (
     BATCH_AND_SPATIAL_SHAPES,
     RandomTransform,
@@ -91,7 +91,7 @@ class BatchedCenterSpatialCropd(ArrayMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to crop.
     roi_size : Sequence[int] | int
         Window size per spatial dim.
@@ -99,9 +99,7 @@ class BatchedCenterSpatialCropd(ArrayMapTransform):
         Skip absent keys instead of raising KeyError. Default False.
     """
 
-    def __init__(
-        self, keys: Hashable | Sequence[Hashable], roi_size: Sequence[int] | int, allow_missing_keys: bool = False
-    ) -> None:
+    def __init__(self, keys: Keys, roi_size: Sequence[int] | int, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = BatchedCenterSpatialCrop(roi_size)
 
@@ -182,7 +180,7 @@ class BatchedRandSpatialCropd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched (B, C, Z, Y, X) tensors to crop; they must share batch size and spatial shape.
     roi_size : Sequence[int] | int
         Window size per spatial dim.
@@ -198,7 +196,7 @@ class BatchedRandSpatialCropd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         roi_size: Sequence[int] | int,
         max_roi_size: Sequence[int] | int | None = None,
         random_center: bool = True,

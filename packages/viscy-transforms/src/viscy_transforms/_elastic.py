@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +11,7 @@ from torch import Tensor
 
 from viscy_transforms._crop import BatchedCenterSpatialCrop, center_crop_starts
 from viscy_transforms._gaussian_filter import gaussian_kernels_1d, separable_gaussian_filter
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import (
     BATCH_AND_SPATIAL_SHAPES,
     RandomTransform,
@@ -200,7 +200,7 @@ class BatchedRand3DElasticd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to deform.
     sigma_range : tuple[float, float]
         Range of the smoothing sigma, in voxels.
@@ -222,7 +222,7 @@ class BatchedRand3DElasticd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         sigma_range: tuple[float, float],
         magnitude_range: tuple[float, float],
         spatial_size: Sequence[int] | int | None = None,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, check_drawn_batch_size, check_probability
 
 __all__ = ["BatchedRandFlip", "BatchedRandFlipd", "FlipParams"]
@@ -94,7 +94,7 @@ class BatchedRandFlipd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to flip.
     spatial_axes : int | Sequence[int]
         Spatial axes that may be flipped (0 Z, 1 Y, 2 X). Default (0, 1, 2).
@@ -106,7 +106,7 @@ class BatchedRandFlipd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         spatial_axes: int | Sequence[int] = (0, 1, 2),
         prob: float = 0.5,
         allow_missing_keys: bool = False,

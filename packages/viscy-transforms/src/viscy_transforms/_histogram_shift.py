@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
 
 __all__ = ["BatchedRandHistogramShift", "BatchedRandHistogramShiftd", "HistogramShiftParams"]
@@ -61,7 +61,7 @@ class BatchedRandHistogramShiftd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to shift.
     shift_range : tuple[float, float]
         Range of the additive offset. Default (-0.1, 0.1).
@@ -73,7 +73,7 @@ class BatchedRandHistogramShiftd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         shift_range: tuple[float, float] = (-0.1, 0.1),
         prob: float = 0.1,
         allow_missing_keys: bool = False,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, check_probability
 
 __all__ = ["InvertParams", "RandInvertIntensity", "RandInvertIntensityd"]
@@ -55,7 +55,7 @@ class RandInvertIntensityd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the tensors to invert.
     prob : float
         Probability of inverting the sample. Default 0.1.
@@ -63,8 +63,6 @@ class RandInvertIntensityd(SharedDrawMapTransform):
         Skip absent keys instead of raising KeyError. Default False.
     """
 
-    def __init__(
-        self, keys: Hashable | Sequence[Hashable], prob: float = 0.1, allow_missing_keys: bool = False
-    ) -> None:
+    def __init__(self, keys: Keys, prob: float = 0.1, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = RandInvertIntensity(prob=prob)

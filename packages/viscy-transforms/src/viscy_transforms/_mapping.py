@@ -12,7 +12,15 @@ from torch import Tensor
 
 from viscy_transforms._random import RandomTransform
 
-__all__ = ["ArrayMapTransform", "SharedDrawMapTransform", "check_same_shape", "present_keys"]
+__all__ = ["ArrayMapTransform", "Keys", "SharedDrawMapTransform", "check_same_shape", "present_keys"]
+
+Keys = str | Sequence[str]
+"""The ``keys`` argument of the dictionary transforms: one sample key (a channel name) or several.
+
+Annotated as strings, not MONAI's ``Hashable``, so that jsonargparse can write them back:
+LightningCLI saves every run's ``config.yaml``, and with ``Hashable`` it writes
+"Unable to serialize instance ..." in place of each key. Other hashable keys still work from Python.
+"""
 
 
 def present_keys(transform: MapTransform, data: Mapping[Hashable, Any]) -> list[Hashable]:

@@ -5,11 +5,13 @@ Each class here subclasses the MONAI transform of the same name, spells out the 
 configs use and forwards everything else; behaviour is MONAI's, per sample.
 """
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from monai import transforms as monai_transforms
 from numpy.typing import DTypeLike
+
+from viscy_transforms._mapping import Keys
 
 __all__ = [
     "CenterSpatialCropd",
@@ -27,7 +29,6 @@ __all__ = [
     "ToDeviced",
 ]
 
-Keys = Hashable | Sequence[Hashable]
 RangeSpec = Sequence[tuple[float, float] | float] | float
 
 
@@ -36,7 +37,7 @@ class Decollated(monai_transforms.Decollated):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to decollate.
     detach : bool
         Detach tensors and turn 0-d tensors into numbers. Default True.
@@ -59,7 +60,7 @@ class ToDeviced(monai_transforms.ToDeviced):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to move.
     **kwargs
         Other ``monai.transforms.ToDeviced`` arguments; ``device`` (e.g. "cuda:0") is required.
@@ -74,7 +75,7 @@ class RandWeightedCropd(monai_transforms.RandWeightedCropd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to crop.
     w_key : str
         Key of the weight map.
@@ -97,7 +98,7 @@ class RandAffined(monai_transforms.RandAffined):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to transform.
     prob : float
         Probability of transforming the sample.
@@ -131,7 +132,7 @@ class RandAdjustContrastd(monai_transforms.RandAdjustContrastd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to adjust.
     prob : float
         Probability of adjusting the sample.
@@ -150,7 +151,7 @@ class RandScaleIntensityd(monai_transforms.RandScaleIntensityd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to scale.
     factors : tuple[float, float] | float
         Range of f; a number f means (-f, f).
@@ -169,7 +170,7 @@ class RandGaussianNoised(monai_transforms.RandGaussianNoised):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to make noisy.
     prob : float
         Probability of adding noise to the sample.
@@ -193,7 +194,7 @@ class RandGaussianSmoothd(monai_transforms.RandGaussianSmoothd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to blur.
     prob : float
         Probability of blurring the sample.
@@ -220,7 +221,7 @@ class ScaleIntensityRangePercentilesd(monai_transforms.ScaleIntensityRangePercen
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to scale.
     lower, upper : float
         Percentiles in [0, 100].
@@ -270,7 +271,7 @@ class RandSpatialCropd(monai_transforms.RandSpatialCropd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to crop.
     roi_size : Sequence[int] | int
         Crop size.
@@ -289,7 +290,7 @@ class CenterSpatialCropd(monai_transforms.CenterSpatialCropd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to crop.
     roi_size : Sequence[int] | int
         Crop size.
@@ -306,7 +307,7 @@ class RandFlipd(monai_transforms.RandFlipd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to flip.
     prob : float
         Probability of flipping the sample.
@@ -325,7 +326,7 @@ class NormalizeIntensityd(monai_transforms.NormalizeIntensityd):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys to normalize.
     **kwargs
         Other ``monai.transforms.NormalizeIntensityd`` arguments.

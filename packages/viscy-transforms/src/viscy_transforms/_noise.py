@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -11,7 +11,7 @@ import torch
 from numpy.typing import DTypeLike
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_probability, field_generator
 
 __all__ = [
@@ -153,7 +153,7 @@ class _NoiseMapTransform(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the tensors to make noisy; they must have the same shape.
     prob : float
         Probability of adding noise to the sample. Default 0.1.
@@ -173,7 +173,7 @@ class _NoiseMapTransform(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         prob: float = 0.1,
         mean: float = 0.0,
         std: float = 0.1,
@@ -204,7 +204,7 @@ class BatchedRandGaussianNoised(_NoiseMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to make noisy.
     prob : float
         Probability of adding noise to one sample. Default 0.1.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal, get_args
 
 from monai.transforms import MapTransform
 from torch import Tensor
 
-from viscy_transforms._mapping import present_keys
+from viscy_transforms._mapping import Keys, present_keys
 from viscy_transforms._typing import NormMeta
 
 __all__ = ["NormalizeSampled"]
@@ -34,7 +34,7 @@ class NormalizeSampled(MapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Channel names to normalize; each must also be a key of ``norm_meta``.
     level : {"fov_statistics", "dataset_statistics", "timepoint_statistics"}
         Which statistics to use.
@@ -48,7 +48,7 @@ class NormalizeSampled(MapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         level: NormalizationLevel,
         subtrahend: str = "mean",
         divisor: str = "std",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +10,7 @@ from monai.transforms import ScaleIntensityRangePercentiles
 from numpy.typing import DTypeLike
 from torch import Tensor
 
-from viscy_transforms._mapping import ArrayMapTransform
+from viscy_transforms._mapping import ArrayMapTransform, Keys
 
 __all__ = ["BatchedScaleIntensityRangePercentiles", "BatchedScaleIntensityRangePercentilesd"]
 
@@ -142,7 +141,7 @@ class BatchedScaleIntensityRangePercentilesd(ArrayMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to scale.
     lower, upper : float
         Percentiles in [0, 100].
@@ -162,7 +161,7 @@ class BatchedScaleIntensityRangePercentilesd(ArrayMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         lower: float,
         upper: float,
         b_min: float | None,

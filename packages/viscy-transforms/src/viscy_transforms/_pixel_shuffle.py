@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import (
     BATCH_AND_SPATIAL_SHAPES,
     RandomTransform,
@@ -119,7 +119,7 @@ class BatchedRandLocalPixelShufflingd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched (B, C, Z, Y, X) tensors to shuffle.
     patch_size : int
         Edge of the cubic patches, in voxels. Default 3.
@@ -133,7 +133,7 @@ class BatchedRandLocalPixelShufflingd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         patch_size: int = 3,
         shuffle_prob: float = 0.1,
         prob: float = 0.1,

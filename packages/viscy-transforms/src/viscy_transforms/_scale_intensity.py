@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
 
 __all__ = ["BatchedRandScaleIntensity", "BatchedRandScaleIntensityd", "ScaleIntensityParams"]
@@ -74,7 +74,7 @@ class BatchedRandScaleIntensityd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to scale (with ``channel_wise`` they must have the same channels).
     factors : tuple[float, float] | float
         Range of f. Default 0.1.
@@ -88,7 +88,7 @@ class BatchedRandScaleIntensityd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         factors: tuple[float, float] | float = 0.1,
         prob: float = 0.1,
         channel_wise: bool = False,

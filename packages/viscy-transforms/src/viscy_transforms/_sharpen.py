@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import (
     RandomTransform,
     apply_to_selected,
@@ -98,7 +98,7 @@ class BatchedRandSharpend(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to sharpen.
     alpha_range : tuple[float, float]
         Range of the blending weight. Default (0.1, 0.5).
@@ -110,7 +110,7 @@ class BatchedRandSharpend(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         alpha_range: tuple[float, float] = (0.1, 0.5),
         prob: float = 0.1,
         allow_missing_keys: bool = False,

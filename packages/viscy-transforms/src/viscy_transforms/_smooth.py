@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from viscy_transforms._gaussian_filter import BORDER_TYPES, separable_gaussian_filter
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import (
     RandomTransform,
     apply_to_selected,
@@ -105,7 +105,7 @@ class BatchedRandGaussianSmoothd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to blur.
     sigma_x, sigma_y, sigma_z : tuple[float, float] | float
         Sigma along X (last axis), Y and Z (depth). Default (1.0, 3.0).
@@ -121,7 +121,7 @@ class BatchedRandGaussianSmoothd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         sigma_x: tuple[float, float] | float = (1.0, 3.0),
         sigma_y: tuple[float, float] | float = (1.0, 3.0),
         sigma_z: tuple[float, float] | float = (1.0, 3.0),

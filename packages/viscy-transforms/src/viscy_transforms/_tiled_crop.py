@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
 from monai.transforms import MapTransform
 from monai.transforms.traits import MultiSampleTrait
 
-from viscy_transforms._mapping import check_same_shape, present_keys
+from viscy_transforms._mapping import Keys, check_same_shape, present_keys
 
 __all__ = ["TiledSpatialCropSamplesd"]
 
@@ -24,7 +24,7 @@ class TiledSpatialCropSamplesd(MapTransform, MultiSampleTrait):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the (C, Z, Y, X) tensors to tile; they must share their spatial shape.
     roi_size : tuple[int, int, int]
         Tile size (Z, Y, X).
@@ -32,7 +32,7 @@ class TiledSpatialCropSamplesd(MapTransform, MultiSampleTrait):
         Number of tiles to return; at most the number of tiles in the grid.
     """
 
-    def __init__(self, keys: Hashable | Sequence[Hashable], roi_size: tuple[int, int, int], num_samples: int) -> None:
+    def __init__(self, keys: Keys, roi_size: tuple[int, int, int], num_samples: int) -> None:
         super().__init__(keys, allow_missing_keys=False)
         if len(roi_size) != 3 or not all(isinstance(r, int) and r > 0 for r in roi_size):
             raise ValueError(f"roi_size must be 3 positive ints (Z, Y, X), got {roi_size!r}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from typing import Literal, get_args
 
 import torch.nn.functional as F
 from monai.transforms import Transform
 from torch import Tensor
 
-from viscy_transforms._mapping import ArrayMapTransform
+from viscy_transforms._mapping import ArrayMapTransform, Keys
 
 __all__ = ["BatchedZoom", "BatchedZoomd"]
 
@@ -80,7 +79,7 @@ class BatchedZoomd(ArrayMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to zoom.
     scale_factor : float | tuple[float, float, float]
         Zoom factor.
@@ -92,7 +91,7 @@ class BatchedZoomd(ArrayMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         scale_factor: float | tuple[float, float, float],
         mode: InterpolationMode,
         align_corners: bool | None = None,

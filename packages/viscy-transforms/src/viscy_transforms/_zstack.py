@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from viscy_transforms._mapping import SharedDrawMapTransform
+from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_batch_shape, check_probability
 
 __all__ = ["BatchedRandZStackShift", "BatchedRandZStackShiftd", "ZStackShiftParams", "shift_along_z"]
@@ -122,7 +122,7 @@ class BatchedRandZStackShiftd(SharedDrawMapTransform):
 
     Parameters
     ----------
-    keys : Hashable | Sequence[Hashable]
+    keys : str or sequence of str
         Keys of the batched tensors to shift.
     max_shift : int
         Largest shift in slices. Default 3.
@@ -138,7 +138,7 @@ class BatchedRandZStackShiftd(SharedDrawMapTransform):
 
     def __init__(
         self,
-        keys: Hashable | Sequence[Hashable],
+        keys: Keys,
         max_shift: int = 3,
         prob: float = 0.1,
         mode: str = "constant",
