@@ -79,6 +79,12 @@ def test_writer_refuses_existing_output_unless_overwrite(tmp_path):
     assert ad.read_zarr(path).n_obs == 5
 
 
+def test_writing_does_not_warn_about_the_zarr_format(tmp_path, recwarn):
+    index = pd.DataFrame({"fov_name": ["A/1/0"] * 3, "id": [0, 1, 2]})
+    write_embedding_dataset(tmp_path / "emb.zarr", np.zeros((3, 2)), index)
+    assert [str(warning.message) for warning in recwarn if "zarr" in str(warning.message)] == []
+
+
 def test_write_embedding_dataset_refuses_existing_output(tmp_path):
     path = tmp_path / "emb.zarr"
     features = np.zeros((3, 2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -188,7 +189,13 @@ def write_embedding_dataset(
         anndata.settings.allow_write_nullable_strings = True
     if output_path.exists():
         shutil.rmtree(output_path)
-    adata.write_zarr(output_path)
+    with warnings.catch_warnings():
+        # anndata warns at every write under zarr 2 (which iohub 0.2 pins on Python 3.11), where v2 is the
+        # only format there is: nothing the user could act on
+        warnings.filterwarnings(
+            "ignore", message="Writing zarr v2 data will no longer be the default", category=UserWarning
+        )
+        adata.write_zarr(output_path)
     _logger.info("Wrote %d embeddings to %s", n_samples, output_path)
 
 
