@@ -4,6 +4,7 @@ Usage::
 
     dynaclr fit -c fit.yml                 # every Lightning CLI flag works, e.g. --trainer.fast_dev_run true
     dynaclr predict -c predict.yml
+    dynaclr demo                           # the whole workflow on a synthetic study
     dynaclr train-linear-classifier -c linear_classifier.yml
     dynaclr --help                         # answers without importing torch
 
@@ -54,6 +55,10 @@ class CommandSpec:
 
 
 COMMANDS: dict[str, CommandSpec] = {
+    "demo": CommandSpec(
+        "dynaclr.demo.command:main",
+        "Train and evaluate DynaCLR on a synthetic study, end to end (no data or GPU needed).",
+    ),
     "train-linear-classifier": CommandSpec(
         "dynaclr.evaluation.linear_classifiers.train_linear_classifier:main",
         "Train a linear classifier on cell embeddings.",

@@ -16,6 +16,7 @@ and RFP are both model channel 1.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,11 @@ EXAMPLE_EXPERIMENTS: list[dict[str, Any]] = [
 
 
 def write_example_experiments(
-    output_dir: str | Path = "synthetic/experiments", seed: int = 0, overwrite: bool = False
+    output_dir: str | Path = "synthetic/experiments",
+    seed: int = 0,
+    overwrite: bool = False,
+    infection_phenotype: str = "brightening",
+    plate_settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the example experiments' plates and tracks, and their ``experiments.yml``.
 
@@ -90,6 +95,13 @@ def write_example_experiments(
         Seed of the synthetic cells; experiment ``i`` uses ``seed + i``.
     overwrite : bool
         Replace existing plates, tracks, annotations and ``experiments.yml``.
+    infection_phenotype : {"brightening", "relocalization"}
+        What the reporter of infected cells does
+        (:data:`viscy_data.synthetic.INFECTION_PHENOTYPES`).
+    plate_settings : Mapping, optional
+        Arguments of :func:`~viscy_data.synthetic.write_synthetic_plate` that replace those of
+        :data:`EXAMPLE_EXPERIMENT_PLATE_SETTINGS` and each experiment's ``n_frames`` (e.g.
+        ``{"cells_per_fov": 10, "n_frames": 24}``).
 
     Returns
     -------
@@ -119,10 +131,10 @@ def write_example_experiments(
             channel_names=fields["channel_names"],
             well_conditions=well_conditions,
             interval_minutes=fields["interval_minutes"],
-            n_frames=settings["n_frames"],
             seed=seed + offset,
             overwrite=overwrite,
-            **EXAMPLE_EXPERIMENT_PLATE_SETTINGS,
+            infection_phenotype=infection_phenotype,
+            **{"n_frames": settings["n_frames"], **EXAMPLE_EXPERIMENT_PLATE_SETTINGS, **dict(plate_settings or {})},
         )
         entries.append(
             {

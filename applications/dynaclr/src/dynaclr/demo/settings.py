@@ -1,0 +1,69 @@
+"""Sizes of the demo: the synthetic study, the encoder and the training budget, for a full and a quick run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["DEFAULT", "HELD_OUT_EXPERIMENT", "QUICK", "DemoSettings"]
+
+HELD_OUT_EXPERIMENT = "2025_08_15_TOMM20"
+"""The experiment the demo never trains on: validation during training, then evaluation.
+
+Its reporter is RFP where the training experiments have GFP, and its frames are 15 minutes apart
+where theirs are 30 and 20 (see :mod:`dynaclr.example_experiments`).
+"""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo writes and how long it trains.
+
+    Attributes
+    ----------
+    name : str
+        ``"default"`` or ``"quick"``.
+    cells_per_fov : int
+        Cells in the first frame of each synthetic field of view.
+    backbone : str
+        timm ConvNeXt of :class:`viscy_models.contrastive.ContrastiveEncoder`.
+    patch_size : int
+        Side of the encoder's YX input; patches are read 1.5 times larger for the augmentations.
+    batch_size : int
+        Anchors per batch.
+    max_epochs : int
+        Training epochs.
+    train_batches : int
+        Training batches per epoch.
+    val_batches : int
+        Validation batches per epoch (contrastive loss on the held-out experiment).
+    lr : float
+        Peak AdamW learning rate (linear warm-up over the first epoch, then cosine decay).
+    temperature : float
+        Temperature of :class:`dynaclr.loss.NTXentHCL`.
+    probe_splits : int
+        Random 80/20 track splits the infection classifier is averaged over.
+    """
+
+    name: str
+    cells_per_fov: int = 10
+    backbone: str = "convnextv2_atto"
+    patch_size: int = 32
+    batch_size: int = 32
+    max_epochs: int = 8
+    train_batches: int = 40
+    val_batches: int = 4
+    lr: float = 5e-4
+    temperature: float = 0.2
+    probe_splits: int = 5
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the settings as a plain dict (for the report)."""
+        return asdict(self)
+
+
+DEFAULT = DemoSettings(name="default")
+"""``dynaclr demo``: about 3.5 minutes on 2 CPU cores."""
+
+QUICK = DemoSettings(name="quick", cells_per_fov=6, max_epochs=2, train_batches=15, val_batches=2)
+"""``dynaclr demo --quick``: about a minute on 2 CPU cores, to check that everything works."""

@@ -1,0 +1,240 @@
+"""``dynaclr demo --quick``, run once for real through the command line, and what it leaves behind."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import shutil
+import struct
+import sys
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from dynaclr.cli import main as dynaclr_main
+from dynaclr.demo import command
+from dynaclr.demo.command import DEMO_OUTPUTS, claim_output_dir
+from dynaclr.demo.settings import HELD_OUT_EXPERIMENT, QUICK
+from dynaclr.experiment import ExperimentRegistry
+from dynaclr.index import MultiExperimentIndex
+from viscy_utils.cli import main as viscy_main
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROWS = ("DynaCLR (trained)", "random encoder (untrained)", "intensity features")
+SCORE = r"\d\.\d{3} ± \d\.\d{3}"
+
+
+PROGRAMS = {"dynaclr": dynaclr_main, "viscy": viscy_main}
+
+
+def _run(program: str, *args: str) -> tuple[int, str, str]:
+    """Run ``PROGRAM ARGS`` (``dynaclr`` or ``viscy``) in this process; return its exit code, stdout and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        patch.setattr(sys, "argv", [program, *args])
+        try:
+            PROGRAMS[program](list(args))
+        except SystemExit as exit_:  # dynaclr always exits; viscy returns when it succeeds
+            code = exit_.code or 0
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def _root_readme_commands() -> list[list[str]]:
+    """The ``uv run`` commands of the root README's shell blocks, without ``uv run``, in order."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", (REPOSITORY / "README.md").read_text(), flags=re.DOTALL):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:2] == ["uv", "run"]:
+                commands.append(words[2:])
+    return commands
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``dynaclr demo --quick`` into a fresh directory: the output directory and what it printed."""
+    output_dir = tmp_path_factory.mktemp("demo") / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the 2-core test machines are shared
+    try:
+        code, out, err = _run("dynaclr", "demo", "--quick", "--output-dir", str(output_dir), "--seed", "3")
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, err
+    return output_dir, out
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells and cells[0] in ROWS:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_demo_prints_a_line_per_stage_and_the_table_of_the_report(quick_demo):
+    output_dir, out = quick_demo
+    stages = re.findall(r"^\[(\d)/5\] .*: done in \d+\.\d s$", out, flags=re.MULTILINE)
+    assert stages == ["1", "2", "3", "4", "5"]
+    report = (output_dir / "report.md").read_text()
+    printed, reported = _table_rows(out), _table_rows(report)
+    assert list(reported) == list(ROWS)
+    assert printed == reported
+    for name, cells in reported.items():
+        auroc, balanced_accuracy, smoothness, dynamic_range = cells
+        assert re.fullmatch(SCORE, auroc), (name, auroc)
+        assert re.fullmatch(SCORE, balanced_accuracy), (name, balanced_accuracy)
+        assert 0.0 <= float(auroc.split()[0]) <= 1.0
+        assert 0.0 < float(smoothness) < 2.0
+        float(dynamic_range)
+
+
+def test_report_names_settings_files_commands_and_timings(quick_demo):
+    output_dir, _ = quick_demo
+    report = (output_dir / "report.md").read_text()
+    assert "- demo: `quick`" in report
+    assert f"- max_epochs: `{QUICK.max_epochs}`" in report
+    assert f"uv run dynaclr fit -c {output_dir / 'fit.yml'}" in report
+    assert f"uv run dynaclr predict -c {output_dir / 'predict_learned.yml'}" in report
+    for path in re.findall(r"`(/[^`]+)`", report):
+        assert Path(path).exists(), path
+    timings = re.findall(r"^\| (.+) \| (\d+\.\d) \|$", report, flags=re.MULTILINE)
+    assert len(timings) == 4  # every stage before the report itself
+    written = {entry.name for entry in output_dir.iterdir()} - {"linear_classifiers"}  # a later test trains one
+    assert written == set(DEMO_OUTPUTS) - {"linear_classifiers"}
+
+
+def test_figure_is_a_png_of_sensible_size(quick_demo):
+    output_dir, _ = quick_demo
+    data = (output_dir / "embeddings.png").read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    width, height = struct.unpack(">II", data[16:24])
+    assert 400 <= width <= 2000
+    assert 400 <= height <= 2000
+    assert 10_000 < len(data) < 1_000_000
+
+
+def test_embeddings_hold_every_cell_of_the_held_out_experiment(quick_demo):
+    output_dir, _ = quick_demo
+    fit = yaml.safe_load((output_dir / "fit.yml").read_text())
+    data = fit["data"]["init_args"]
+    registry = ExperimentRegistry.from_yaml(data["experiments_yaml"]).subset([HELD_OUT_EXPERIMENT])
+    cells = MultiExperimentIndex(registry, z_range=data["z_range"], yx_patch_size=data["yx_patch_size"]).tracks
+    annotations = pd.read_csv(output_dir / "study" / HELD_OUT_EXPERIMENT / "annotations.csv")
+    stores = {name: ad.read_zarr(output_dir / "embeddings" / f"{name}.zarr") for name in ("learned", "random")}
+    for name, embeddings in stores.items():
+        assert embeddings.n_obs == len(cells), name
+        assert embeddings.X.shape == (len(cells), 320)  # convnextv2_atto features
+        assert embeddings.obsm["X_projections"].shape == (len(cells), 32)
+        obs = embeddings.obs
+        assert {"fov_name", "track_id", "t", "id", "parent_track_id", "experiment", "hours_post_infection"} <= set(obs)
+        assert set(obs["experiment"]) == {HELD_OUT_EXPERIMENT}
+        keys = list(zip(obs["fov_name"], obs["id"], strict=True))
+        assert len(set(keys)) == len(keys)
+        assert set(keys) <= set(zip(annotations["fov_name"], annotations["id"], strict=True))
+    assert (stores["learned"].X != stores["random"].X).any()
+    intensity = ad.read_zarr(output_dir / "embeddings" / "intensity.zarr")
+    assert intensity.X.shape == (len(cells), 2 * 9)  # mean, std and 7 percentiles of 2 channels
+    pd.testing.assert_frame_equal(intensity.obs, stores["learned"].obs)
+
+
+def test_rerun_without_overwrite_stops_before_any_work(quick_demo, monkeypatch):
+    output_dir, _ = quick_demo
+    before = {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")}
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the demo started working")
+
+    monkeypatch.setattr(command, "run_demo", no_work)
+    code, out, err = _run("dynaclr", "demo", "--quick", "--output-dir", str(output_dir))
+    assert code == 1
+    assert f"{output_dir} exists and is not empty: nothing was done" in err
+    assert "--overwrite" in err
+    assert out == ""
+    assert {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")} == before
+
+
+def test_written_fit_config_trains_with_dynaclr_fit(quick_demo):
+    output_dir, _ = quick_demo
+    checkpoint = next((output_dir / "training").rglob("last.ckpt"))
+    written = checkpoint.stat().st_mtime_ns
+    code, _, err = _run("dynaclr", "fit", "-c", str(output_dir / "fit.yml"), "--trainer.fast_dev_run=true")
+    assert code == 0, err
+    assert checkpoint.stat().st_mtime_ns == written
+
+
+def test_the_config_lightning_saved_holds_the_transforms_keys(quick_demo):
+    output_dir, _ = quick_demo
+    written = yaml.safe_load((output_dir / "fit.yml").read_text())["data"]["init_args"]
+    saved_text = next((output_dir / "training").rglob("config.yaml")).read_text()
+    assert "Unable to serialize" not in saved_text
+    saved = yaml.safe_load(saved_text)["data"]["init_args"]
+    for group in ("normalizations", "augmentations"):
+        assert [t["init_args"]["keys"] for t in saved[group]] == [t["init_args"]["keys"] for t in written[group]]
+
+
+def test_written_predict_and_classifier_configs_run_as_the_report_says(quick_demo):
+    output_dir, _ = quick_demo
+    store = output_dir / "embeddings" / "learned.zarr"
+    before = ad.read_zarr(store)
+    code, _, err = _run("dynaclr", "predict", "-c", str(output_dir / "predict_learned.yml"))
+    assert code == 0, err
+    again = ad.read_zarr(store)
+    pd.testing.assert_frame_equal(again.obs, before.obs)
+    assert again.X == pytest.approx(before.X, abs=1e-5)
+    code, _, err = _run("dynaclr", "train-linear-classifier", "-c", str(output_dir / "linear_classifier.yml"))
+    assert code == 0, err
+    assert (output_dir / "linear_classifiers" / "linear-classifier-infection_state-sensor.joblib").is_file()
+
+
+def test_overwrite_replaces_the_demo_outputs_and_keeps_other_files(tmp_path):
+    for name in DEMO_OUTPUTS[:3]:
+        (tmp_path / name).mkdir() if "." not in name else (tmp_path / name).write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    claim_output_dir(tmp_path, overwrite=True)
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_empty_output_dir_is_used_and_a_file_is_refused(tmp_path):
+    claim_output_dir(tmp_path / "new" / "dir", overwrite=False)
+    assert (tmp_path / "new" / "dir").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(Exception, match="is a file, not a directory"):
+        claim_output_dir(tmp_path / "file", overwrite=True)
+
+
+def test_root_readme_quick_start_is_the_demo_then_the_tests():
+    commands = _root_readme_commands()
+    assert commands[:2] == [["dynaclr", "demo"], ["pytest"]]
+    assert [command[:2] for command in commands[2:]] == [
+        ["viscy", "preprocess"],
+        ["dynaclr", "fit"],
+        ["dynaclr", "predict"],
+        ["dynaclr", "train-linear-classifier"],
+        ["--package", "viscy-data"],
+    ]
+
+
+def test_root_readme_steps_from_the_demo_to_your_data_run_as_written(quick_demo, tmp_path, monkeypatch):
+    """Last in this module: it rewrites the study's normalization statistics and trains a second version."""
+    output_dir, _ = quick_demo
+    shutil.rmtree(output_dir / "linear_classifiers")  # trained by an earlier test; the demo trains none
+    (tmp_path / "demo_output").symlink_to(output_dir, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    steps = [command for command in _root_readme_commands() if command[0] in PROGRAMS and command[1] != "demo"]
+    assert len(steps) == 4
+    for program, *args in steps:
+        code, _, err = _run(program, *args)
+        assert code == 0, (program, args, err)
+    assert (output_dir / "training" / "version_1" / "checkpoints" / "last.ckpt").is_file()
+    assert (output_dir / "linear_classifiers" / "linear-classifier-infection_state-sensor.joblib").is_file()
