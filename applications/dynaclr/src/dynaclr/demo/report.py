@@ -99,8 +99,8 @@ def write_report(
 
 {results_table(scores)}
 
-{"/".join(map(str, sorted(n_cells)))} annotated cells in {"/".join(map(str, sorted(n_tracks)))} tracks. The
-infection classifier is a logistic regression on standard-scaled embeddings (balanced class weights),
+{"/".join(map(str, sorted(n_cells)))} annotated cells in {"/".join(map(str, sorted(n_tracks)))} tracks.
+The infection classifier is a logistic regression on standard-scaled embeddings (balanced class weights),
 trained on 80% of the tracks and validated on the other 20%; the scores are the mean ± standard deviation
 over {settings.get("probe_splits", "several")} random track splits, the same splits for every row.
 Track smoothness is the mean distance between consecutive frames of a cell over the mean distance between

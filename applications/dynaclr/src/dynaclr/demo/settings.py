@@ -58,8 +58,10 @@ class DemoSettings:
     probe_splits: int = 5
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the settings as a plain dict (for the report)."""
-        return asdict(self)
+        """Return the sizes as a plain dict, without the name (for the report)."""
+        sizes = asdict(self)
+        del sizes["name"]
+        return sizes
 
 
 DEFAULT = DemoSettings(name="default")
