@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from dynaclr.engine import ContrastiveModule
 from dynaclr.example_experiments import write_example_experiments
 from dynaclr.loss import NTXentHCL
 from viscy_data import FlexibleBatchSampler
+from viscy_transforms import BatchedRandAffined, BatchedRandGaussianNoised
 from viscy_utils.testing.fixtures import run_command
 
 from .conftest import CONFIGS, FIXTURES, cpu_trainer
@@ -108,6 +111,16 @@ def _datamodule(**kwargs) -> MultiExperimentDataModule:
     return MultiExperimentDataModule(**{**settings, **kwargs})
 
 
+def _augmented_datamodule(**kwargs) -> MultiExperimentDataModule:
+    """A datamodule with random augmentations and channel dropout, each built afresh."""
+    augmentations = [
+        BatchedRandAffined(keys=["ch_0", "ch_1"], prob=0.8, rotate_range=[3.14, 0.0, 0.0]),
+        BatchedRandGaussianNoised(keys=["ch_0", "ch_1"], prob=0.5, std=0.1),
+    ]
+    settings = {"augmentations": augmentations, "channel_dropout_channels": [1], "channel_dropout_prob": 0.5}
+    return _datamodule(**{**settings, **kwargs})
+
+
 class _RecordBatches(Callback):
     """Per training step, the anchor and positive patches the step received (after transfer)."""
 
@@ -122,7 +135,7 @@ def test_resumed_mid_epoch_run_trains_on_exactly_the_rest_of_the_epoch(experimen
     """A run stopped after k steps and resumed from its checkpoint sees the uninterrupted run's steps k..n."""
     uninterrupted = _RecordBatches()
     cpu_trainer(experiments_workdir / "a", max_epochs=1, limit_val_batches=0, callbacks=[uninterrupted]).fit(
-        _module(), _datamodule()
+        _module(), _augmented_datamodule()
     )
     n_steps = len(uninterrupted.steps)
     assert n_steps >= 6
@@ -135,18 +148,45 @@ def test_resumed_mid_epoch_run_trains_on_exactly_the_rest_of_the_epoch(experimen
         limit_val_batches=0,
         enable_checkpointing=True,
         callbacks=[checkpoint, first_part],
-    ).fit(_module(), _datamodule())
+    ).fit(_module(), _augmented_datamodule())
     (saved,) = (experiments_workdir / "ckpt").glob("*.ckpt")
     assert torch.load(saved, weights_only=False)["MultiExperimentDataModule"]["sampler"]["batches_yielded"] == stop_at
     rest = _RecordBatches()
     cpu_trainer(experiments_workdir / "c", max_epochs=1, limit_val_batches=0, callbacks=[rest]).fit(
-        _module(), _datamodule(), ckpt_path=saved
+        _module(), _augmented_datamodule(), ckpt_path=saved
     )
     assert len(first_part.steps) == stop_at
     assert len(rest.steps) == n_steps - stop_at
     for seen, expected in zip(first_part.steps + rest.steps, uninterrupted.steps, strict=True):
         torch.testing.assert_close(seen[0], expected[0], rtol=0, atol=0)
         torch.testing.assert_close(seen[1], expected[1], rtol=0, atol=0)
+
+
+def _started_training(global_rank: int, seed: int = 3) -> tuple[MultiExperimentDataModule, dict]:
+    """An augmented datamodule of a 2-rank run that has started its first epoch, and its first raw batch."""
+    datamodule = _augmented_datamodule(seed=seed)
+    datamodule.trainer = SimpleNamespace(world_size=2, global_rank=global_rank, training=True, sanity_checking=False)
+    datamodule.setup("fit")
+    return datamodule, next(iter(datamodule.train_dataloader()))
+
+
+def test_training_draws_depend_on_the_seed_and_rank_only(experiments_workdir):
+    """Augmentations and channel dropout of a batch: same seed and rank, same draws, whatever else drew before."""
+    torch.manual_seed(0)
+    datamodule, raw = _started_training(global_rank=0)
+    first = datamodule.on_after_batch_transfer(copy.deepcopy(raw), 0)
+    assert not torch.equal(first["anchor"][:, :, :, 8:40, 8:40], raw["anchor"][:, :, :, 8:40, 8:40])
+
+    def augmented(global_rank: int, seed: int = 3) -> dict:
+        torch.manual_seed(global_rank + seed + 100)  # another global RNG state than the first run's
+        other, _ = _started_training(global_rank, seed)
+        return other.on_after_batch_transfer(copy.deepcopy(raw), 0)
+
+    again = augmented(global_rank=0)
+    for key in ("anchor", "positive"):
+        torch.testing.assert_close(again[key], first[key], rtol=0, atol=0)
+    assert not torch.equal(augmented(global_rank=1)["anchor"], first["anchor"])
+    assert not torch.equal(augmented(global_rank=0, seed=4)["anchor"], first["anchor"])
 
 
 class _RecordStages(Callback):
