@@ -249,7 +249,7 @@ def test_root_readme_quick_start_is_the_demo_then_the_tests():
 
 
 def test_root_readme_steps_from_the_demo_to_your_data_run_as_written(quick_demo, tmp_path, monkeypatch):
-    """Last in this module: it rewrites the study's normalization statistics and trains a second version."""
+    """After the other tests of the demo's output: it rewrites the study's normalization statistics and trains again."""
     output_dir, _ = quick_demo
     # as the demo left it: an earlier test may have trained the classifier
     shutil.rmtree(output_dir / "linear_classifiers", ignore_errors=True)
@@ -263,3 +263,10 @@ def test_root_readme_steps_from_the_demo_to_your_data_run_as_written(quick_demo,
         assert code == 0, (program, args, err)
     assert len(set((output_dir / "training").rglob("last.ckpt")) - checkpoints) == 1
     assert (output_dir / "linear_classifiers" / "linear-classifier-infection_state-sensor.joblib").is_file()
+
+
+def test_a_negative_seed_is_refused_before_any_work(tmp_path):
+    code, _, err = _run("dynaclr", "demo", "--seed", "-1", "--output-dir", str(tmp_path / "out"))
+    assert code == 2
+    assert "Invalid value for '--seed': -1 is not in the range x>=0" in err
+    assert not (tmp_path / "out").exists()

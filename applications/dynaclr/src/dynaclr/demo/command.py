@@ -252,7 +252,13 @@ def _summary(settings: DemoSettings, seed: int, checkpoint: Path) -> str:
 )
 @click.option("--overwrite", is_flag=True, help="Replace the demo's outputs in a non-empty --output-dir.")
 @click.option("--quick", is_flag=True, help="A smaller study and a shorter training (about a minute on a CPU).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the study, the weights and the sampling.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the study, the weights and the sampling.",
+)
 def main(output_dir: Path, overwrite: bool, quick: bool, seed: int) -> None:
     """Train DynaCLR on a synthetic study and evaluate it on a held-out experiment, end to end.
 
