@@ -70,6 +70,25 @@ def test_datamodule_split_exclude_and_gpu_transforms(synthetic_plate):
     assert dm.on_after_batch_transfer(batch, 0)["stage"] == "val"
 
 
+def test_gpu_augmentations_follow_the_seed(synthetic_plate, monkeypatch):
+    """Same seed, same GPU augmentations, whatever torch's global RNG held at construction; other rank, others."""
+    from monai.transforms import RandGaussianNoised
+
+    def augmented(seed: int, torch_seed: int, rank: int = 0) -> torch.Tensor:
+        monkeypatch.setattr("viscy_data.gpu_aug.current_rank", lambda: rank)
+        torch.manual_seed(torch_seed)
+        noise = RandGaussianNoised(keys=["Phase3D", "GFP"], prob=1.0, std=1.0)
+        dm = _module(synthetic_plate, train_gpu_transforms=[noise], seed=seed)
+        batch = {"Phase3D": torch.zeros(3, 1, 5, 8, 8), "GFP": torch.zeros(3, 1, 5, 8, 8)}
+        return dm.on_after_batch_transfer(batch, 0)["GFP"]
+
+    first = augmented(seed=0, torch_seed=1)
+    assert first.abs().sum() > 0
+    torch.testing.assert_close(augmented(seed=0, torch_seed=2), first, rtol=0, atol=0)
+    assert not torch.equal(augmented(seed=0, torch_seed=1, rank=1), first)
+    assert not torch.equal(augmented(seed=5, torch_seed=1), first)
+
+
 def test_datamodule_only_fits_and_checks_channels(synthetic_plate):
     with pytest.raises(NotImplementedError, match="'predict'"):
         _module(synthetic_plate).setup("predict")

@@ -273,6 +273,25 @@ def test_augmentation_choice(tracking_plate):
     torch.testing.assert_close(out["positive"], out["anchor"])
 
 
+def test_augmentations_after_transfer_follow_the_seed(tracking_plate, monkeypatch):
+    """Same seed, same augmentations, whatever torch's global RNG held when the module was built; other rank, others."""
+    from monai.transforms import RandGaussianNoised
+
+    def augmented(seed: int, torch_seed: int, rank: int = 0) -> torch.Tensor:
+        monkeypatch.setattr("viscy_data.triplet.current_rank", lambda: rank)
+        torch.manual_seed(torch_seed)
+        noise = RandGaussianNoised(keys=CHANNELS, prob=1.0, std=1.0)
+        dm = _module(tracking_plate, augmentations=[noise], return_negative=False, seed=seed)
+        dm.setup("fit")
+        batch = dm.train_dataset.__getitems__([0, 1, 2, 3])
+        return dm.on_after_batch_transfer(batch, 0)["positive"]
+
+    first = augmented(seed=0, torch_seed=1)
+    torch.testing.assert_close(augmented(seed=0, torch_seed=2), first, rtol=0, atol=0)
+    assert not torch.equal(augmented(seed=0, torch_seed=1, rank=1), first)
+    assert not torch.equal(augmented(seed=5, torch_seed=1), first)
+
+
 def test_plate_without_normalization(plate_without_norm, zscore):
     dm = TripletDataModule(
         plate_without_norm.store_path,

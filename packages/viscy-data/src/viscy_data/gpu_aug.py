@@ -41,6 +41,7 @@ from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import SelectWell
+from viscy_data.worker_seed import current_rank, reseed_transforms
 
 __all__ = [
     "CachedOmeZarrDataModule",
@@ -93,6 +94,7 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
     prefetch_factor: int | None
     seed: int = 0
     _collate_fn = staticmethod(list_data_collate)
+    _gpu_transforms_seeded = False
 
     def _set_loader_settings(
         self, batch_size: int, num_workers: int, pin_memory: bool, prefetch_factor: int | None, seed: int
@@ -176,6 +178,11 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
         if isinstance(batch, Tensor):
             return batch
         training = self.trainer is None or self.trainer.training
+        if training and not self._gpu_transforms_seeded:
+            # MONAI's Compose reseeded its members from OS entropy when it was built; seed them from
+            # (seed, rank) at the first training batch, when the rank is known
+            reseed_transforms(self.train_gpu_transforms, (self.seed, current_rank()))
+            self._gpu_transforms_seeded = True
         transform = self.train_gpu_transforms if training else self.val_gpu_transforms
         return transform(batch)
 

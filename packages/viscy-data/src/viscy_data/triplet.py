@@ -37,6 +37,7 @@ from viscy_data.plate import PlateDataModule
 from viscy_data.read_errors import naming_read_errors
 from viscy_data.select import select_positions
 from viscy_data.thread_loader import ThreadedDataLoader
+from viscy_data.worker_seed import current_rank, reseed_transforms
 
 __all__ = ["TripletDataModule", "TripletDataset"]
 
@@ -534,6 +535,9 @@ class TripletDataModule(PlateDataModule):
             [positions[i] for i in train_index], [tables[i] for i in train_index], **settings
         )
         self.val_dataset = TripletDataset([positions[i] for i in val_index], [tables[i] for i in val_index], **settings)
+        # MONAI's Compose reseeded its members from OS entropy when it was built: draw the augmentations of
+        # after-transfer from (seed, rank) instead, so that a seed gives the same training and ranks differ
+        reseed_transforms(self._augmentation_transform, (self.seed, current_rank()))
 
     def _setup_predict(self) -> None:
         set_track_meta(True)
