@@ -56,6 +56,9 @@ _EMBEDDINGS = {
 }
 """Embedding sets: file stem to the name in the report."""
 
+_INTENSITY_MODEL = "dynaclr.demo.intensity.PatchIntensityFeatures"
+"""Class path of the intensity-statistics baseline, predicted like a model."""
+
 _N_STAGES = 5
 
 
@@ -216,9 +219,6 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
         )
     click.echo(f"\nHeld-out experiment {HELD_OUT_EXPERIMENT}:\n{table}\n\nReport: {report}\nFigure: {figure}")
     return {"scores": scores, "table": table, "report": report, "timings": timings}
-
-
-_INTENSITY_MODEL = "dynaclr.demo.intensity.PatchIntensityFeatures"
 
 
 def _summary(settings: DemoSettings, seed: int, checkpoint: Path) -> str:
