@@ -103,3 +103,27 @@ def plate_without_norm(tmp_path_factory):
     plate = write_synthetic_plate(tmp_path_factory.mktemp("no-norm") / "plate.zarr", n_frames=3, seed=5)
     remove_normalization(plate.store_path)
     return plate
+
+
+@pytest.fixture(scope="session")
+def stage_trainer():
+    """Make a real, idle CPU ``Trainer`` set to one stage, for calling a data module's hooks by hand.
+
+    Stages: "train", "validate" (a validation inside fit) and "predict". The trainer's loops sit at
+    batch 0 of epoch 0, which is what the data modules' seeding reads.
+    """
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.trainer.states import RunningStage, TrainerFn
+
+    states = {
+        "train": (TrainerFn.FITTING, RunningStage.TRAINING),
+        "validate": (TrainerFn.FITTING, RunningStage.VALIDATING),
+        "predict": (TrainerFn.PREDICTING, RunningStage.PREDICTING),
+    }
+
+    def make(stage):
+        trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+        trainer.state.fn, trainer.state.stage = states[stage]
+        return trainer
+
+    return make

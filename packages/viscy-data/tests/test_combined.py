@@ -113,7 +113,7 @@ def test_batched_concat_dataset_groups_and_falls_back_to_items(synthetic_plate):
     assert sliding.__getitems__([0, 1])[0]["source"].shape == (2, 1, 3, 32, 32)
 
 
-def test_batched_concat_of_triplet_modules(tracking_plate, plate_factory):
+def test_batched_concat_of_triplet_modules(tracking_plate, plate_factory, stage_trainer):
     pytest.importorskip("tensorstore")
     from viscy_data.triplet import TripletDataModule
 
@@ -134,7 +134,7 @@ def test_batched_concat_of_triplet_modules(tracking_plate, plate_factory):
         for plate in (tracking_plate, other)
     ]
     dm = BatchedConcatDataModule(children)
-    dm.trainer = _trainer(training=True)
+    dm.trainer = stage_trainer("train")
     dm.setup("fit")
     assert all(child.trainer is dm.trainer for child in children)
     batch = next(iter(dm.train_dataloader()))

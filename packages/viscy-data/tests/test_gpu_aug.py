@@ -1,5 +1,3 @@
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -54,7 +52,7 @@ def test_train_and_val_never_share_cache_entries(synthetic_plate):
         assert len(shared) == 2
 
 
-def test_datamodule_split_exclude_and_gpu_transforms(synthetic_plate):
+def test_datamodule_split_exclude_and_gpu_transforms(synthetic_plate, stage_trainer):
     dm = _module(synthetic_plate, include_wells=["A/1", "A/2"], exclude_fovs=["A/2/1"])
     dm.setup("fit")
     train = {fov_name(p) for p in dm.train_dataset.positions}
@@ -66,7 +64,7 @@ def test_datamodule_split_exclude_and_gpu_transforms(synthetic_plate):
     assert batch["Phase3D"].shape == (3, 1, 5, 64, 64)
     assert batch["norm_meta"]["GFP"]["dataset_statistics"]["mean"].shape == (3,)
     assert dm.on_after_batch_transfer(batch, 0)["stage"] == "train"
-    dm.trainer = SimpleNamespace(training=False)
+    dm.trainer = stage_trainer("validate")
     assert dm.on_after_batch_transfer(batch, 0)["stage"] == "val"
 
 
@@ -75,7 +73,7 @@ def test_gpu_augmentations_follow_the_seed(synthetic_plate, monkeypatch):
     from monai.transforms import RandGaussianNoised
 
     def augmented(seed: int, torch_seed: int, rank: int = 0) -> torch.Tensor:
-        monkeypatch.setattr("viscy_data.gpu_aug.current_rank", lambda: rank)
+        monkeypatch.setattr("viscy_data.seeding.current_rank", lambda: rank)
         torch.manual_seed(torch_seed)
         noise = RandGaussianNoised(keys=["Phase3D", "GFP"], prob=1.0, std=1.0)
         dm = _module(synthetic_plate, train_gpu_transforms=[noise], seed=seed)

@@ -2,7 +2,6 @@ import logging
 import pickle
 import re
 import tempfile
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -258,7 +257,7 @@ def test_normalization_after_transfer_uses_each_fov(tracking_plate, zscore):
                 np.testing.assert_allclose(batch["anchor"][i, c].numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_augmentation_choice(tracking_plate):
+def test_augmentation_choice(tracking_plate, stage_trainer):
     def add_hundred(sample):
         return {**sample, "GFP": sample["GFP"] + 100}
 
@@ -268,7 +267,7 @@ def test_augmentation_choice(tracking_plate):
     out = dm.on_after_batch_transfer({k: (v.clone() if torch.is_tensor(v) else v) for k, v in raw.items()}, 0)
     torch.testing.assert_close(out["positive"][:, 1], out["anchor"][:, 1] + 100)
     dm.augment_validation = False
-    dm.trainer = SimpleNamespace(predicting=False, validating=True)
+    dm.trainer = stage_trainer("validate")
     out = dm.on_after_batch_transfer({k: (v.clone() if torch.is_tensor(v) else v) for k, v in raw.items()}, 0)
     torch.testing.assert_close(out["positive"], out["anchor"])
 
@@ -278,7 +277,7 @@ def test_augmentations_after_transfer_follow_the_seed(tracking_plate, monkeypatc
     from monai.transforms import RandGaussianNoised
 
     def augmented(seed: int, torch_seed: int, rank: int = 0) -> torch.Tensor:
-        monkeypatch.setattr("viscy_data.triplet.current_rank", lambda: rank)
+        monkeypatch.setattr("viscy_data.seeding.current_rank", lambda: rank)
         torch.manual_seed(torch_seed)
         noise = RandGaussianNoised(keys=CHANNELS, prob=1.0, std=1.0)
         dm = _module(tracking_plate, augmentations=[noise], return_negative=False, seed=seed)

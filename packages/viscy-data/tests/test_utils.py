@@ -15,7 +15,7 @@ from viscy_data._utils import (
 )
 from viscy_data.channel_wise import collate_norm_meta, transform_channel_wise
 from viscy_data.normalization import select_timepoint
-from viscy_data.worker_seed import WorkerTransformSeeder
+from viscy_data.seeding import WorkerTransformSeeder
 
 
 def test_batched_center_crop_keeps_batch_and_channel():

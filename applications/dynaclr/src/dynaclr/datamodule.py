@@ -13,9 +13,10 @@ Where each step of a batch runs:
    centre crop, then (training only) :class:`viscy_data.channel_dropout.ChannelDropout`. ``Batched*``
    transforms (and ``NormalizeSampled``) run on the whole batch; any other (per-sample, e.g. MONAI's
    ``RandAffined``) runs sample by sample, each sample with its own random draw. The augmentations and the
-   channel dropout of each training batch are seeded by ``(seed, epoch, rank, batch position)``: the same
-   config gives the same training, a resumed run the same draws as an uninterrupted one, and every rank
-   its own.
+   channel dropout of each training batch are seeded by ``(seed, epoch, rank, batch position)``, the scheme
+   of every viscy-data module (:func:`viscy_data.seeding.seed_transforms`), with the epoch and position of
+   the resumable sampler: the same config gives the same training, a resumed run the same draws as an
+   uninterrupted one, and every rank its own.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from monai.data import MetaTensor
-from monai.transforms import Compose, MapTransform, Randomizable
+from monai.transforms import Compose, MapTransform
 from torch import Tensor
 
 from dynaclr.dataset import MultiExperimentTripletDataset
@@ -36,6 +36,7 @@ from dynaclr.experiment import ExperimentRegistry
 from dynaclr.index import MultiExperimentIndex
 from viscy_data import ChannelDropout, FlexibleBatchSampler
 from viscy_data.channel_wise import transform_channel_wise
+from viscy_data.seeding import seed_transforms
 from viscy_data.thread_loader import ThreadedDataLoader
 from viscy_transforms import BatchedCenterSpatialCropd, NormalizeSampled
 
@@ -275,7 +276,6 @@ temporal_global_fraction, experiment_weights, condition_ratio
         self._train_batches: _EpochBatches | None = None
         self._sampler_state: Mapping[str, int] | None = None
         self._channel_names: list[str] = []
-        self._random_augmentations: list[Randomizable] = []
 
     def setup(self, stage: str | None = None) -> None:
         """Build the registry, the indices and the datasets of ``stage`` (fit, validate or predict).
@@ -344,24 +344,6 @@ temporal_global_fraction, experiment_weights, condition_ratio
         normalizations, augmentations = _on_batches(self.normalizations), _on_batches(self.augmentations)
         self._augmentation_transform = Compose([*normalizations, *augmentations, final_crop])
         self._no_augmentation_transform = Compose([*normalizations, final_crop])
-        self._random_augmentations = [
-            transform for transform in self.augmentations if isinstance(transform, Randomizable)
-        ]
-
-    def _seed_batch_draws(self, epoch: int, position: int) -> None:
-        """Seed the augmentations and the channel dropout of one training batch by (seed, epoch, rank, position).
-
-        Seeding them once would not do: MONAI's ``Compose`` reseeds its members from OS entropy when it is
-        built (unless MONAI's global seed is set), a resumed run would restart the stream, and every DDP rank
-        would draw the same.
-        """
-        _, rank = self._rank()
-        seeds = np.random.SeedSequence((self.seed, epoch, rank, position)).generate_state(
-            len(self._random_augmentations) + 1
-        )
-        for transform, seed in zip(self._random_augmentations, seeds[1:], strict=True):
-            transform.set_random_state(seed=int(seed))
-        self.channel_dropout.set_random_state(seed=int(seeds[0]))
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -445,7 +427,10 @@ temporal_global_fraction, experiment_weights, condition_ratio
         trainer = self.trainer
         training = trainer is not None and trainer.training
         if training and not trainer.sanity_checking and self._train_batches is not None:
-            self._seed_batch_draws(self._train_batches.epoch, self._train_batches.consumed)
+            # the sampler's own epoch and count of consumed batches: they resume with it
+            random_transforms = [self.channel_dropout, *self.augmentations]
+            _, rank = self._rank()
+            seed_transforms(random_transforms, self.seed, self._train_batches.epoch, rank, self._train_batches.consumed)
             self._train_batches.consumed += 1
         transform = self._augmentation_transform if training else self._no_augmentation_transform
         for key in _PATCH_KEYS:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from viscy_data.channel_wise import collate_norm_meta
 from viscy_data.ome_compat import fov_name, open_ome_zarr
-from viscy_data.worker_seed import WorkerTransformSeeder, current_rank
+from viscy_data.seeding import WorkerTransformSeeder, current_rank
 
 __all__ = ["BatchedCenterSpatialCropd"]
 
@@ -116,7 +116,7 @@ def _loader_kwargs(
     """DataLoader worker arguments; worker-only options are passed only with workers.
 
     Worker processes reseed the dataset's random transforms per worker and epoch
-    (:class:`~viscy_data.worker_seed.WorkerTransformSeeder`); ``thread_workers``
+    (:class:`~viscy_data.seeding.WorkerTransformSeeder`); ``thread_workers``
     (:class:`~viscy_data.thread_loader.ThreadedDataLoader`) share them, so get no ``worker_init_fn``.
     """
     kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}

@@ -7,8 +7,10 @@ Two bases, one for each side of a batch:
   (:class:`CachedOmeZarrDataset`, :class:`~viscy_data.mmap_cache.MmappedDataset`) only say
   how volumes are cached.
 - :class:`GPUTransformDataModule` holds the loader settings and the four transform
-  pipelines and applies the GPU ones after transfer; :class:`FOVVolumeDataModule` adds one
-  plate, its FOV selection and the seeded train/validation split.
+  pipelines and applies the GPU ones after transfer, reseeded before every batch from
+  ``(seed, epoch, rank, batch position)`` (:mod:`viscy_data.seeding`);
+  :class:`FOVVolumeDataModule` adds one plate, its FOV selection and the seeded
+  train/validation split.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from viscy_data.distributed import _ShardedLoaderMixin
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
+from viscy_data.seeding import seed_current_batch
 from viscy_data.select import SelectWell
-from viscy_data.worker_seed import current_rank, reseed_transforms
 
 __all__ = [
     "CachedOmeZarrDataModule",
@@ -73,6 +75,9 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
     transforms, the training ones while training and the validation ones otherwise. Under
     DDP each rank reads its own contiguous shard
     (:class:`~viscy_data.distributed.ShardedDistributedSampler`), so per-rank caches stay local.
+    Random draws follow :mod:`viscy_data.seeding`: the GPU transforms are reseeded before every
+    batch from ``(seed, epoch, rank, batch position)``, so a run resumed mid-epoch augments as
+    the uninterrupted run did; the CPU transforms are reseeded when each worker starts.
 
     A subclass's ``__init__`` calls :meth:`_set_loader_settings` and :meth:`_set_transforms`
     (or overrides the four transform properties); its ``setup`` sets ``train_dataset`` and
@@ -94,7 +99,6 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
     prefetch_factor: int | None
     seed: int = 0
     _collate_fn = staticmethod(list_data_collate)
-    _gpu_transforms_seeded = False
 
     def _set_loader_settings(
         self, batch_size: int, num_workers: int, pin_memory: bool, prefetch_factor: int | None, seed: int
@@ -112,7 +116,8 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
         prefetch_factor : int or None
             Batches prefetched per worker; ignored (kept as None) without workers.
         seed : int
-            Seed of the training shuffle (and of a subclass's FOV split).
+            Seed of the training shuffle, of the transforms' random draws (and of a
+            subclass's FOV split).
         """
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -174,16 +179,16 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
         return self._dataloader(self.val_dataset, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Apply the GPU transforms of the current stage to a batch already on the device."""
+        """Apply the GPU transforms of the current stage to a batch already on the device.
+
+        Their random draws are seeded per batch from ``(seed, epoch, rank, batch position)``
+        (:func:`~viscy_data.seeding.seed_current_batch`).
+        """
         if isinstance(batch, Tensor):
             return batch
         training = self.trainer is None or self.trainer.training
-        if training and not self._gpu_transforms_seeded:
-            # MONAI's Compose reseeded its members from OS entropy when it was built; seed them from
-            # (seed, rank) at the first training batch, when the rank is known
-            reseed_transforms(self.train_gpu_transforms, (self.seed, current_rank()))
-            self._gpu_transforms_seeded = True
         transform = self.train_gpu_transforms if training else self.val_gpu_transforms
+        seed_current_batch(transform, self.seed, self.trainer)
         return transform(batch)
 
 

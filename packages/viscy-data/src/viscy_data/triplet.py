@@ -35,9 +35,9 @@ from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import TensorstoreCache, array_store_path, fov_name, open_ome_zarr
 from viscy_data.plate import PlateDataModule
 from viscy_data.read_errors import naming_read_errors
+from viscy_data.seeding import seed_current_batch
 from viscy_data.select import select_positions
 from viscy_data.thread_loader import ThreadedDataLoader
-from viscy_data.worker_seed import current_rank, reseed_transforms
 
 __all__ = ["TripletDataModule", "TripletDataset"]
 
@@ -367,8 +367,10 @@ class TripletDataModule(PlateDataModule):
     by channel: ``normalizations``, then ``augmentations`` (anchors of ``time_interval``
     ``"any"`` or 0, prediction batches and, without ``augment_validation``, validation
     batches are not augmented), then a centre crop to ``(z_window_size,
-    *final_yx_patch_size)``. For per-sample CPU transforms, see
-    :class:`~viscy_data.hcs.HCSDataModule`.
+    *final_yx_patch_size)``. The augmentations of each batch are seeded by ``(seed, epoch,
+    rank, batch position)`` (:mod:`viscy_data.seeding`): the same seed gives the same training,
+    and a run resumed mid-epoch augments as the uninterrupted run did. For per-sample CPU
+    transforms, see :class:`~viscy_data.hcs.HCSDataModule`.
 
     Parameters
     ----------
@@ -425,7 +427,7 @@ class TripletDataModule(PlateDataModule):
     cache_pool_bytes : int
         Tensorstore chunk cache size.
     seed : int
-        Seed of the FOV split, the shuffle and the negative sampling.
+        Seed of the FOV split, the shuffle, the negative sampling and the augmentations.
     """
 
     _loader_class = ThreadedDataLoader
@@ -535,9 +537,6 @@ class TripletDataModule(PlateDataModule):
             [positions[i] for i in train_index], [tables[i] for i in train_index], **settings
         )
         self.val_dataset = TripletDataset([positions[i] for i in val_index], [tables[i] for i in val_index], **settings)
-        # MONAI's Compose reseeded its members from OS entropy when it was built: draw the augmentations of
-        # after-transfer from (seed, rank) instead, so that a seed gives the same training and ranks differ
-        reseed_transforms(self._augmentation_transform, (self.seed, current_rank()))
 
     def _setup_predict(self) -> None:
         set_track_meta(True)
@@ -562,9 +561,14 @@ class TripletDataModule(PlateDataModule):
         return self._augmentation_transform
 
     def on_after_batch_transfer(self, batch: dict[str, Any] | Tensor, dataloader_idx: int) -> dict[str, Any] | Tensor:
-        """Normalize, augment and crop each patch key on the device, channel by channel."""
+        """Normalize, augment and crop each patch key on the device, channel by channel.
+
+        The augmentations are reseeded first from ``(seed, epoch, rank, batch position)``
+        (:func:`~viscy_data.seeding.seed_current_batch`).
+        """
         if isinstance(batch, Tensor):
             return batch
+        seed_current_batch(self._augmentation_transform, self.seed, self.trainer)
         for key in ("anchor", "positive", "negative"):
             if key in batch:
                 norm_meta = batch.pop(f"{key}_norm_meta", None)
