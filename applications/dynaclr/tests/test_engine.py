@@ -77,7 +77,12 @@ def test_invalid_arguments_name_the_valid_choices():
         ContrastiveModule(TinyEncoder(), schedule="Cosine")
     with pytest.raises(ValueError, match="log_negative_metrics_every_n_epochs"):
         ContrastiveModule(TinyEncoder(), log_negative_metrics_every_n_epochs=0)
-    with pytest.warns(UserWarning, match="log_embeddings has no effect"):
+
+
+def test_log_embeddings_default_is_accepted_silently_and_true_refused_naming_dynaclr_predict(recwarn):
+    ContrastiveModule(TinyEncoder(), log_embeddings=False)
+    assert not recwarn.list
+    with pytest.raises(ValueError, match=r"log_embeddings=True is not supported.*`dynaclr predict`.*EmbeddingWriter"):
         ContrastiveModule(TinyEncoder(), log_embeddings=True)
 
 

@@ -265,6 +265,21 @@ def test_datamodule_rejects_bad_experiment_splits(experiments_workdir):
         _datamodule(final_yx_patch_size=(64, 64))
 
 
+def test_hcl_beta_of_the_reference_config_loads_silently_and_another_value_names_ntxenthcl(recwarn):
+    """hcl_beta did nothing in the reference: its 0.5 loads, any other value points to the loss's beta."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--data", type=MultiExperimentDataModule)
+    reference = yaml.safe_load((FIXTURES / "reference_multi_experiment_fit.yml").read_text())["data"]
+    assert reference["init_args"]["hcl_beta"] == 0.5
+    datamodule = parser.instantiate(parser.parse_object({"data": reference})).data
+    assert isinstance(datamodule, MultiExperimentDataModule)
+    assert not [w for w in recwarn.list if "hcl_beta" in str(w.message)]
+    with pytest.raises(ValueError, match=r"hcl_beta=0\.7 is not supported.*dynaclr\.loss\.NTXentHCL\(beta=\.\.\.\)"):
+        _datamodule(hcl_beta=0.7)
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import json

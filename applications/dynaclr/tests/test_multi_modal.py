@@ -95,6 +95,15 @@ def test_non_nt_xent_loss_is_refused():
         JointContrastiveModule(_encoders(), loss_function=nn.TripletMarginLoss(margin=0.5))
 
 
+def test_reference_embedding_logging_arguments_accept_only_their_defaults(recwarn):
+    JointContrastiveModule(_encoders(), log_embeddings=False, embedding_log_frequency=10)
+    assert not recwarn.list
+    with pytest.raises(ValueError, match=r"log_embeddings=True is not supported.*`dynaclr predict`"):
+        JointContrastiveModule(_encoders(), log_embeddings=True)
+    with pytest.raises(ValueError, match=r"embedding_log_frequency=5 is not supported.*`dynaclr predict`"):
+        JointContrastiveModule(_encoders(), embedding_log_frequency=5)
+
+
 def test_invalid_prediction_arm_is_refused_at_construction():
     with pytest.raises(ValueError, match=r"prediction_arm 'both' is not one of \['source', 'target'\]"):
         JointContrastiveModule(_encoders(), prediction_arm="both")

@@ -146,6 +146,14 @@ def test_process_worker_options_and_iterable_datasets_are_refused():
         ThreadedDataLoader(Stream())
 
 
+def test_persistent_workers_is_refused_and_its_default_accepted(recwarn):
+    loader = ThreadedDataLoader(Squares(4), batch_size=2, num_workers=2, persistent_workers=False)
+    assert [batch.tolist() for batch in loader] == [[0, 1], [4, 9]]
+    assert not recwarn.list
+    with pytest.raises(ValueError, match="no worker processes to keep alive; leave persistent_workers False"):
+        ThreadedDataLoader(Squares(4), batch_size=2, num_workers=2, persistent_workers=True)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_pin_memory_pins_every_tensor_of_the_batch():

@@ -398,6 +398,15 @@ def test_caching_reads_the_local_copy(tracking_plate, tmp_path, monkeypatch):
     assert array_store_path(dm.predict_dataset.positions[0]["0"]).is_relative_to(tracking_plate.store_path.resolve())
 
 
+def test_persistent_workers_default_is_accepted_silently_and_true_refused(tracking_plate, recwarn):
+    dm = _module(tracking_plate, num_workers=1, persistent_workers=False)
+    dm.setup("fit")
+    assert next(iter(dm.train_dataloader()))["anchor"].shape[0] == 4
+    assert not recwarn.list
+    with pytest.raises(ValueError, match=r"reads batches in threads .* leave persistent_workers false"):
+        _module(tracking_plate, num_workers=1, persistent_workers=True)
+
+
 def test_test_stage_unsupported(tracking_plate):
     with pytest.raises(NotImplementedError, match="does not support testing"):
         _module(tracking_plate).setup("test")

@@ -40,3 +40,27 @@ def test_keys_are_written_back_as_given(name, keys):
     parsed = parser.parse_args(["--keys", keys if isinstance(keys, str) else json.dumps(keys)])
     assert parsed["keys"] == keys
     assert yaml.safe_load(parser.dump(parsed))["keys"] == keys
+
+
+@pytest.mark.parametrize(
+    ("class_path", "init_args"),
+    [
+        ("BatchedRandGaussianNoised", {"keys": ["Phase3D"]}),
+        (
+            "BatchedScaleIntensityRangePercentilesd",
+            {"keys": ["Phase3D"], "lower": 1, "upper": 99, "b_min": 0, "b_max": 1},
+        ),
+        ("BatchedRandSpatialCropd", {"keys": ["Phase3D"], "roi_size": [2, 4, 4]}),
+    ],
+)
+def test_reference_only_defaults_survive_the_saved_config_round_trip(class_path, init_args, recwarn):
+    """``dtype`` and ``max_roi_size`` accept only their defaults, which LightningCLI writes into config.yaml."""
+    from monai.transforms import MapTransform
+
+    parser = jsonargparse.ArgumentParser()
+    parser.add_argument("--transforms", type=list[MapTransform])
+    config = [{"class_path": f"viscy_transforms.{class_path}", "init_args": init_args}]
+    saved = parser.dump(parser.parse_object({"transforms": config}))
+    (transform,) = parser.instantiate(parser.parse_string(saved)).transforms
+    assert type(transform) is getattr(viscy_transforms, class_path)
+    assert not recwarn.list

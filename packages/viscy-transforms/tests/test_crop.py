@@ -99,6 +99,15 @@ def test_random_size_is_refused():
         BatchedRandSpatialCrop(roi_size=4, random_size=True)
 
 
+def test_max_roi_size_default_is_accepted_silently_and_a_value_refused_naming_roi_size(recwarn):
+    BatchedRandSpatialCropd(["a"], roi_size=4, max_roi_size=None)
+    assert not recwarn.list
+    with pytest.raises(ValueError, match=r"max_roi_size=\(6, 6, 6\) is not supported.*window size as roi_size"):
+        BatchedRandSpatialCropd(["a"], roi_size=4, max_roi_size=(6, 6, 6))
+    with pytest.raises(ValueError, match="max_roi_size=6 is not supported"):
+        BatchedRandSpatialCrop(roi_size=4, max_roi_size=6)
+
+
 def test_randomize_false_before_a_draw_fails(make_batch):
     with pytest.raises(RuntimeError, match="randomize=True"):
         BatchedRandSpatialCrop(roi_size=2)(make_batch(2, 1, 4, 4, 4), randomize=False)

@@ -63,6 +63,22 @@ def test_negative_std_is_rejected():
         BatchedRandGaussianNoise(std=-0.1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, "float32", torch.float32, None])
+@pytest.mark.parametrize("noise", [RandGaussianNoiseTensor, BatchedRandGaussianNoise])
+def test_reference_dtype_is_accepted_silently_and_the_input_dtype_kept(noise, dtype, recwarn):
+    data = torch.zeros(2, 1, 2, 4, 4, dtype=torch.float64)
+    assert noise(prob=1.0, dtype=dtype)(data).dtype == torch.float64
+    assert not recwarn.list
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "float64", torch.bfloat16])
+def test_another_dtype_is_refused_naming_the_cast_to_make_instead(dtype):
+    with pytest.raises(ValueError, match=r"keeps its input's floating-point dtype.*cast the data"):
+        BatchedRandGaussianNoised(["a"], dtype=dtype)
+    with pytest.raises(ValueError, match="RandGaussianNoiseTensor keeps"):
+        RandGaussianNoiseTensord(["a"], dtype=dtype)
+
+
 def test_integer_data_is_rejected():
     with pytest.raises(TypeError, match="floating-point"):
         BatchedRandGaussianNoise(prob=1.0)(torch.zeros(2, 1, 2, 2, dtype=torch.int32))

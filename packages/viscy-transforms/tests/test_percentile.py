@@ -1,5 +1,6 @@
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from monai.transforms import ScaleIntensityRangePercentiles
@@ -67,6 +68,15 @@ def test_integer_input_becomes_float32():
 def test_float64_is_kept(make_batch):
     data = make_batch(2, 1, 10, dtype=torch.float64)
     assert BatchedScaleIntensityRangePercentiles(1, 99, 0.0, 1.0)(data).dtype == torch.float64
+
+
+def test_reference_dtype_is_accepted_silently_and_another_refused(make_batch, recwarn):
+    data = make_batch(2, 1, 10, dtype=torch.float64)
+    for dtype in (np.float32, "float32", None):
+        assert BatchedScaleIntensityRangePercentiles(1, 99, 0.0, 1.0, dtype=dtype)(data).dtype == torch.float64
+    assert not recwarn.list
+    with pytest.raises(ValueError, match=r"dtype='float64' is not supported.*cast the data"):
+        BatchedScaleIntensityRangePercentilesd(["a"], 1, 99, 0.0, 1.0, dtype="float64")
 
 
 def test_invalid_arguments_are_rejected():

@@ -35,6 +35,7 @@ from dynaclr.dataset import MultiExperimentTripletDataset
 from dynaclr.experiment import ExperimentRegistry
 from dynaclr.index import MultiExperimentIndex
 from viscy_data import ChannelDropout, FlexibleBatchSampler
+from viscy_data._utils import _accept_default_only
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.seeding import seed_transforms
 from viscy_data.thread_loader import ThreadedDataLoader
@@ -165,7 +166,8 @@ temporal_global_fraction, experiment_weights, condition_ratio
     augmentations : list[MapTransform], optional
         Batched random transforms for training batches only.
     hcl_beta : float
-        Informational (the loss's ``beta`` is set on the model's ``NTXentHCL``).
+        Accepted for reference configs; only the default ``0.5`` is accepted: the hard-negative
+        weight is the model's, ``model.loss_function: dynaclr.loss.NTXentHCL(beta=...)``.
     cache_pool_bytes : int
         Tensorstore chunk cache size.
     seed : int
@@ -230,6 +232,9 @@ temporal_global_fraction, experiment_weights, condition_ratio
         prefetch_factor: int | None = None,
     ) -> None:
         super().__init__()
+        _accept_default_only(
+            "hcl_beta", hcl_beta, 0.5, "set beta on the model's loss_function: dynaclr.loss.NTXentHCL(beta=...)"
+        )
         self.experiments_yaml = experiments_yaml
         self.z_range = tuple(z_range)
         self.yx_patch_size = tuple(yx_patch_size)

@@ -6,7 +6,6 @@ existing configs name (``class_path: dynaclr.engine.BetaVaeModule``).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -22,9 +21,16 @@ from dynaclr._loss_logging import log_loss
 from dynaclr._optim import SCHEDULES, Schedule, configure_adamw
 from dynaclr.vae import BetaVaeModule
 from viscy_data import TrackingIndex
+from viscy_data._utils import _accept_default_only
 from viscy_utils.log_images import detach_sample
 
 __all__ = ["BetaVaeModule", "ContrastiveModule", "ContrastivePrediction"]
+
+_EMBEDDINGS_INSTEAD = (
+    "embeddings are not logged during training; write them with `dynaclr predict` and the "
+    "viscy_utils.callbacks.EmbeddingWriter callback (see examples/configs/predict.yml)"
+)
+"""What the refusal of the reference's unused embedding-logging arguments names instead."""
 
 
 class ContrastivePrediction(TypedDict):
@@ -114,8 +120,9 @@ class ContrastiveModule(LightningModule):
     log_samples_per_batch : int
         Samples kept from each of those batches.
     log_embeddings : bool
-        Accepted for compatibility with existing configs; embeddings are written by
-        ``dynaclr predict`` with the EmbeddingWriter. ``True`` warns that it has no effect.
+        Accepted for reference configs; only the default ``False`` is accepted (the reference never
+        used it): write embeddings with ``dynaclr predict`` and the
+        :class:`~viscy_utils.callbacks.EmbeddingWriter` callback.
     log_negative_metrics_every_n_epochs : int
         With an NT-Xent-type loss, every this many epochs also log in-batch negative similarity
         and distance metrics.
@@ -132,7 +139,8 @@ class ContrastiveModule(LightningModule):
     Raises
     ------
     ValueError
-        If ``schedule`` is unknown or ``log_negative_metrics_every_n_epochs`` is not positive.
+        If ``schedule`` is unknown, ``log_negative_metrics_every_n_epochs`` is not positive, or
+        ``log_embeddings`` is True.
     """
 
     def __init__(
@@ -157,11 +165,7 @@ class ContrastiveModule(LightningModule):
             raise ValueError(
                 f"log_negative_metrics_every_n_epochs must be >= 1, got {log_negative_metrics_every_n_epochs}."
             )
-        if log_embeddings:
-            warnings.warn(
-                "log_embeddings has no effect: write embeddings with `dynaclr predict` and the EmbeddingWriter.",
-                stacklevel=2,
-            )
+        _accept_default_only("log_embeddings", log_embeddings, False, _EMBEDDINGS_INSTEAD)
         self.model = encoder
         self.loss_function = nn.TripletMarginLoss(margin=0.5) if loss_function is None else loss_function
         self.lr = lr
@@ -169,7 +173,6 @@ class ContrastiveModule(LightningModule):
         self.warmup_epochs = warmup_epochs
         self.log_batches_per_epoch = log_batches_per_epoch
         self.log_samples_per_batch = log_samples_per_batch
-        self.log_embeddings = log_embeddings
         self.log_negative_metrics_every_n_epochs = log_negative_metrics_every_n_epochs
         self.all_gather_negatives = all_gather_negatives
         self.example_input_array = torch.zeros(tuple(example_input_array_shape))

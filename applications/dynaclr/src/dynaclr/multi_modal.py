@@ -10,7 +10,14 @@ from pytorch_metric_learning.losses import NTXentLoss
 from torch import Tensor, nn
 
 from dynaclr._optim import Schedule
-from dynaclr.engine import ContrastiveModule, ContrastivePrediction, ntxent_labels, uses_in_batch_negatives
+from dynaclr.engine import (
+    _EMBEDDINGS_INSTEAD,
+    ContrastiveModule,
+    ContrastivePrediction,
+    ntxent_labels,
+    uses_in_batch_negatives,
+)
+from viscy_data._utils import _accept_default_only
 from viscy_utils.log_images import detach_sample
 
 __all__ = ["PREDICTION_ARMS", "JointContrastiveModule", "JointEncoders", "MultiModalContrastiveModule"]
@@ -78,9 +85,11 @@ class JointContrastiveModule(ContrastiveModule):
     log_samples_per_batch : int
         Samples kept from each of those batches.
     log_embeddings : bool
-        Accepted for compatibility with existing configs; ``True`` warns that it has no effect.
+        Accepted for reference configs; only the default ``False`` is accepted, as for
+        :class:`~dynaclr.engine.ContrastiveModule`: write embeddings with ``dynaclr predict``.
     embedding_log_frequency : int
-        Accepted for compatibility with existing configs; it has no effect.
+        Accepted for reference configs; only the default ``10`` is accepted (the reference never
+        used it): write embeddings with ``dynaclr predict``.
     example_input_array_shape : Sequence[int]
         Shape ``(B, 2, Z, Y, X)`` of a two-channel batch; ``example_input_array`` is its
         ``(source, target)`` channel pair.
@@ -94,7 +103,8 @@ class JointContrastiveModule(ContrastiveModule):
     Raises
     ------
     ValueError
-        If the loss is not NT-Xent-type, ``prediction_arm`` is unknown, or the schedule is unknown.
+        If the loss is not NT-Xent-type, ``prediction_arm`` or the schedule is unknown, or
+        ``log_embeddings`` or ``embedding_log_frequency`` is not its default.
     """
 
     def __init__(
@@ -120,6 +130,7 @@ class JointContrastiveModule(ContrastiveModule):
             )
         if prediction_arm not in PREDICTION_ARMS:
             raise ValueError(f"prediction_arm {prediction_arm!r} is not one of {list(PREDICTION_ARMS)}.")
+        _accept_default_only("embedding_log_frequency", embedding_log_frequency, 10, _EMBEDDINGS_INSTEAD)
         super().__init__(
             encoder=encoder,
             loss_function=loss_function,
@@ -132,7 +143,6 @@ class JointContrastiveModule(ContrastiveModule):
             warmup_epochs=warmup_epochs,
             all_gather_negatives=all_gather_negatives,
         )
-        self.embedding_log_frequency = embedding_log_frequency
         self.prediction_arm = prediction_arm
         example = self.example_input_array
         self.example_input_array = (example[:, 0:1], example[:, 1:2])

@@ -66,10 +66,11 @@ class ThreadedDataLoader(DataLoader):
     Use it for datasets whose reads release the GIL and are thread-safe (tensorstore,
     zarr): the threads share the dataset and its transforms, no worker process is started
     and nothing is pickled. Torch's process-worker options therefore do not apply:
-    ``worker_init_fn`` and ``multiprocessing_context`` are refused, ``persistent_workers``
-    has no effect (the threads start with each epoch, cheaply), and random transforms
-    inside the dataset draw from one shared generator (keep random augmentation on the
-    device, after transfer, for reproducible runs with several threads).
+    ``worker_init_fn``, ``multiprocessing_context`` and ``persistent_workers=True`` are
+    refused (the threads start with each epoch, cheaply, and share the dataset, so there is
+    nothing to keep alive between epochs), and random transforms inside the dataset draw
+    from one shared generator (keep random augmentation on the device, after transfer, for
+    reproducible runs with several threads).
 
     Everything else is :class:`torch.utils.data.DataLoader`: ``len``, ``batch_size``,
     ``sampler``, ``batch_sampler`` (for example a
@@ -90,7 +91,7 @@ class ThreadedDataLoader(DataLoader):
     TypeError
         If ``dataset`` is an ``IterableDataset``.
     ValueError
-        If ``worker_init_fn`` or ``multiprocessing_context`` is given.
+        If ``worker_init_fn`` or ``multiprocessing_context`` is given, or ``persistent_workers`` is True.
 
     Examples
     --------
@@ -110,6 +111,11 @@ class ThreadedDataLoader(DataLoader):
                     f"ThreadedDataLoader reads in threads of this process and starts no worker process: "
                     f"{option} does not apply; got {kwargs[option]!r}."
                 )
+        if kwargs.get("persistent_workers"):
+            raise ValueError(
+                "ThreadedDataLoader reads in threads of this process, which share the dataset and start with each "
+                "epoch at no cost: there are no worker processes to keep alive; leave persistent_workers False."
+            )
         super().__init__(dataset, **kwargs)
 
     def _index_batches(self) -> Iterable[Any]:

@@ -25,6 +25,7 @@ from viscy_data._optional import import_optional
 from viscy_data._typing import INDEX_COLUMNS, DictTransform, NormMeta, TripletSample
 from viscy_data._utils import (
     BatchedCenterSpatialCropd,
+    _accept_default_only,
     _channel_indices,
     _check_z_range,
     _require_columns,
@@ -417,7 +418,10 @@ class TripletDataModule(PlateDataModule):
     return_negative : bool
         Also return negatives.
     persistent_workers : bool
-        No effect: the reading threads start with each epoch.
+        Accepted for reference configs; only the default ``False`` is accepted: batches are
+        read by threads of the training process
+        (:class:`~viscy_data.thread_loader.ThreadedDataLoader`), which share the dataset and
+        start with each epoch at no cost, so there are no worker processes to keep alive.
     prefetch_factor : int, optional
         Batches prefetched per worker.
     pin_memory : bool
@@ -463,6 +467,13 @@ class TripletDataModule(PlateDataModule):
         seed: int = 0,
     ) -> None:
         import_optional("tensorstore", extra="triplet", feature="TripletDataModule")
+        _accept_default_only(
+            "persistent_workers",
+            persistent_workers,
+            False,
+            "TripletDataModule reads batches in threads of the training process, which share the dataset and "
+            "start with each epoch at no cost: leave persistent_workers false",
+        )
         if num_workers > 1:
             warnings.warn("Using more than 1 thread worker will likely degrade performance.", stacklevel=2)
         z_start, z_stop = z_range

@@ -123,13 +123,19 @@ class BatchedRandSpatialCrop(RandomTransform[CropParams]):
         Window size per spatial dim (ZYX); an int applies to every dim, a non-positive entry
         means the full size. Clamped to the image size.
     max_roi_size : Sequence[int] | int | None
-        Only meaningful with ``random_size``, which batched crops do not support (all samples of a
-        batch must keep one size); accepted for signature compatibility with MONAI.
+        Accepted for reference configs; only the default None is accepted: it bounds MONAI's
+        ``random_size``, which batched crops do not support (all samples of a batch keep one
+        size, ``roi_size``).
     random_center : bool
         Random window positions (default). When False every sample is cropped at the center,
         exactly like :class:`BatchedCenterSpatialCrop`.
     random_size : bool
         Must be False: a batch cannot hold windows of different sizes.
+
+    Raises
+    ------
+    ValueError
+        If ``random_size`` is True or ``max_roi_size`` is given.
     """
 
     shared_shape = BATCH_AND_SPATIAL_SHAPES
@@ -143,8 +149,12 @@ class BatchedRandSpatialCrop(RandomTransform[CropParams]):
     ) -> None:
         if random_size:
             raise ValueError("Batched transform does not support random size: pass random_size=False")
+        if max_roi_size is not None:
+            raise ValueError(
+                f"max_roi_size={max_roi_size!r} is not supported: it bounds random_size, which batched crops do not "
+                "support; leave max_roi_size unset and give the window size as roi_size."
+            )
         self.roi_size = _check_roi_size(roi_size)
-        self.max_roi_size = max_roi_size
         self.random_center = random_center
         self.random_size = random_size
         super().__init__()

@@ -12,7 +12,13 @@ from numpy.typing import DTypeLike
 from torch import Tensor
 
 from viscy_transforms._mapping import Keys, SharedDrawMapTransform
-from viscy_transforms._random import RandomTransform, apply_to_selected, check_probability, field_generator
+from viscy_transforms._random import (
+    RandomTransform,
+    apply_to_selected,
+    check_kept_dtype,
+    check_probability,
+    field_generator,
+)
 
 __all__ = [
     "BatchedRandGaussianNoise",
@@ -57,9 +63,15 @@ class RandGaussianNoiseTensor(RandomTransform[NoiseParams]):
         Standard deviation of the noise; with ``sample_std`` the standard deviation is drawn from
         U(0, std) at every call. Default 0.1.
     dtype : DTypeLike
-        Accepted for signature compatibility with MONAI; the output keeps the input's dtype.
+        Accepted for reference configs; only the default float32 (or None) is accepted: the output
+        keeps the input's dtype (cast the data before this transform to change it).
     sample_std : bool
         Draw the standard deviation from U(0, std). Default True.
+
+    Raises
+    ------
+    ValueError
+        If ``std`` is negative, ``prob`` is not in [0, 1], or ``dtype`` is neither float32 nor None.
     """
 
     #: one noise field for every key of a sample, so the keys must have the same shape
@@ -75,10 +87,10 @@ class RandGaussianNoiseTensor(RandomTransform[NoiseParams]):
     ) -> None:
         if std < 0:
             raise ValueError(f"std must be non-negative, got {std!r}")
+        check_kept_dtype(dtype, type(self).__name__)
         self.prob = check_probability(prob)
         self.mean = mean
         self.std = std
-        self.dtype = dtype
         self.sample_std = sample_std
         super().__init__()
 
@@ -162,7 +174,8 @@ class _NoiseMapTransform(SharedDrawMapTransform):
     std : float
         Standard deviation (or its upper bound with ``sample_std``). Default 0.1.
     dtype : DTypeLike
-        Accepted for signature compatibility; the output keeps the input's dtype.
+        Accepted for reference configs; only the default float32 (or None) is accepted: the output
+        keeps the input's dtype.
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     sample_std : bool

@@ -11,6 +11,7 @@ from numpy.typing import DTypeLike
 from torch import Tensor
 
 from viscy_transforms._mapping import ArrayMapTransform, Keys
+from viscy_transforms._random import check_kept_dtype
 
 __all__ = ["BatchedScaleIntensityRangePercentiles", "BatchedScaleIntensityRangePercentilesd"]
 
@@ -68,8 +69,14 @@ class BatchedScaleIntensityRangePercentiles(ScaleIntensityRangePercentiles):
     channel_wise : bool
         Percentiles per (sample, channel) instead of per sample. Default False.
     dtype : DTypeLike
-        Accepted for signature compatibility with MONAI; floating-point inputs keep their dtype
-        and other inputs become float32.
+        Accepted for reference configs; only the default float32 (or None) is accepted:
+        floating-point inputs keep their dtype and other inputs become float32 (cast the data
+        before this transform to change it).
+
+    Raises
+    ------
+    ValueError
+        If ``relative`` lacks ``b_min`` or ``b_max``, or ``dtype`` is neither float32 nor None.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class BatchedScaleIntensityRangePercentiles(ScaleIntensityRangePercentiles):
         channel_wise: bool = False,
         dtype: DTypeLike = np.float32,
     ) -> None:
+        check_kept_dtype(dtype, type(self).__name__)
         super().__init__(
             lower, upper, b_min, b_max, clip=clip, relative=relative, channel_wise=channel_wise, dtype=dtype
         )
@@ -154,7 +162,8 @@ class BatchedScaleIntensityRangePercentilesd(ArrayMapTransform):
     channel_wise : bool
         Percentiles per (sample, channel). Default False.
     dtype : DTypeLike
-        Accepted for signature compatibility; see :class:`BatchedScaleIntensityRangePercentiles`.
+        Accepted for reference configs; only the default float32 (or None) is accepted; see
+        :class:`BatchedScaleIntensityRangePercentiles`.
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from monai.transforms import Randomizable, Transform
 from monai.utils import MAX_SEED
+from numpy.typing import DTypeLike
 from torch import Tensor
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "check_batch_shape",
     "check_drawn_batch_size",
     "check_interval",
+    "check_kept_dtype",
     "check_probability",
     "field_generator",
 ]
@@ -300,6 +302,38 @@ def check_probability(prob: float, name: str = "prob") -> float:
     if not isinstance(prob, Real) or not 0.0 <= prob <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {prob!r}")
     return float(prob)
+
+
+def check_kept_dtype(dtype: DTypeLike, transform: str) -> None:
+    """Refuse an output ``dtype`` other than MONAI's default float32 (or None) for a transform that keeps its input's.
+
+    The reference's batched transforms accepted MONAI's ``dtype`` and ignored it; configs that write
+    the default keep loading.
+
+    Parameters
+    ----------
+    dtype : DTypeLike
+        The ``dtype`` argument given to the transform.
+    transform : str
+        The transform's name, for the message.
+
+    Raises
+    ------
+    ValueError
+        If ``dtype`` is neither None nor float32.
+    """
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    try:
+        kept = dtype is None or np.dtype(dtype) == np.float32
+    except TypeError:
+        kept = False
+    if not kept:
+        raise ValueError(
+            f"{transform} keeps its input's floating-point dtype: dtype={dtype!r} is not supported (only the "
+            "default float32, or None, is accepted, so that reference configs load); cast the data to the dtype "
+            "you need before this transform."
+        )
 
 
 def check_interval(value: Sequence[float], name: str) -> tuple[float, float]:
