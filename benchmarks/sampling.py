@@ -317,9 +317,9 @@ def reference_index(index: Any, n_fovs: int, stopwatch: Stopwatch) -> tuple[int,
     """Build the reference's index with per-row loops (spec §2.8), over the first ``n_fovs`` FOVs of ``index``.
 
     Annotation is vectorized per FOV as in the reference; lineage, border clamping and the valid-anchor
-    scan are its per-row ``iterrows`` loops. The border clamp uses HEAD's ``max_border_shift`` with
-    ``floor`` of the centre, as :class:`~dynaclr.index.MultiExperimentIndex` does, so that both keep the
-    same rows.
+    scan are its per-row ``iterrows`` loops. The border clamp uses the index's ``max_border_shift`` (None: no
+    limit) with ``floor`` of the centre, as :class:`~dynaclr.index.MultiExperimentIndex` does, so that both keep
+    the same rows.
 
     Parameters
     ----------
@@ -385,7 +385,8 @@ def reference_index(index: Any, n_fovs: int, stopwatch: Stopwatch) -> tuple[int,
                 continue
             y_centre = min(max(math.floor(y), half_y), height - half_y)
             x_centre = min(max(math.floor(x), half_x), width - half_x)
-            if max(abs(y_centre - math.floor(y)), abs(x_centre - math.floor(x))) > index.max_border_shift:
+            shift = max(abs(y_centre - math.floor(y)), abs(x_centre - math.floor(x)))
+            if index.max_border_shift is not None and shift > index.max_border_shift:
                 continue
             kept.append(label)
             y_clamp.append(y_centre)

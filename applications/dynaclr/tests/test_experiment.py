@@ -1,6 +1,7 @@
 """MEXP-01..05: ExperimentConfig, ExperimentRegistry channel resolution, validation and YAML."""
 
 import logging
+import re
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -275,12 +276,17 @@ def test_empty_condition_wells(plates):
         ExperimentRegistry([config(plates, "exp_a", condition_wells={})])
 
 
-def test_wells_must_exist_in_the_plate(plates):
-    wells = {"uninfected": ["A/1"], "infected": ["B/1", "H/12"]}
-    with pytest.raises(
-        ValueError, match=r"'exp_a': condition_wells lists wells \['H/12'\].*its wells: \['A/1', 'B/1'\]"
-    ):
-        ExperimentRegistry([config(plates, "exp_a", condition_wells=wells)])
+def test_wells_the_plate_lacks_are_warned_about_not_refused(plates, caplog):
+    """Regression: a condition_wells well missing from the plate raised; the reference accepts it."""
+    wells = {"uninfected": ["A/1"], "infected": ["B/1", "H/12"], "mock": ["H/11"]}
+    with caplog.at_level(logging.WARNING, logger="dynaclr.experiment"):
+        registry = ExperimentRegistry([config(plates, "exp_a", condition_wells=wells)])
+    assert registry.names == ["exp_a"]
+    assert re.search(
+        r"Experiment 'exp_a': condition_wells lists wells \['H/12', 'H/11'\] that .*plate\.zarr lacks; they "
+        r"contribute no cells\. Its wells: \['A/1', 'B/1'\]",
+        caplog.text,
+    )
 
 
 def test_a_well_under_two_conditions(plates):

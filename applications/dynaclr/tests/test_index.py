@@ -170,16 +170,16 @@ def test_no_cycle_warning_for_clean_lineages(plates, tmp_path, caplog):
 
 # Border clamping
 
-BORDER_ROWS = {  # track_id: (y, x, y_clamp, x_clamp) with a 16x16 patch in a 64x64 image, or None if dropped
-    1: (5.7, 32.0, 8, 32),  # shift 3
-    2: (60.0, 62.5, None, None),  # x shift 6
-    3: (32.0, 4.0, 32, 8),  # shift 4 == max_border_shift, kept
-    4: (-1.0, 32.0, None, None),  # outside
-    5: (32.0, 64.0, None, None),  # outside (x == width)
-    6: (3.0, 32.0, None, None),  # y shift 5
-    7: (32.9, 40.2, 32, 40),  # unchanged
-    8: (63.5, 0.0, None, None),  # inside, shift 7 and 8
-    9: (59.0, 58.9, 56, 56),  # shift 3 both ways
+BORDER_ROWS = {  # track_id: (y, x, y_clamp, x_clamp, shift) with a 16x16 patch in a 64x64 image; None: outside
+    1: (5.7, 32.0, 8, 32, 3),
+    2: (60.0, 62.5, 56, 56, 6),  # x shift 6
+    3: (32.0, 4.0, 32, 8, 4),
+    4: (-1.0, 32.0, None, None, None),  # outside
+    5: (32.0, 64.0, None, None, None),  # outside (x == width)
+    6: (3.0, 32.0, 8, 32, 5),  # y shift 5
+    7: (32.9, 40.2, 32, 40, 0),  # unchanged
+    8: (63.5, 0.0, 56, 8, 8),  # inside, shift 7 and 8
+    9: (59.0, 58.9, 56, 56, 3),  # shift 3 both ways
 }
 
 
@@ -189,46 +189,71 @@ def border_tracks(tmp_path) -> Path:
     return write_tracks(tmp_path, {"A/1/0": rows})
 
 
-def test_border_rows_clamped_inward_and_far_ones_dropped(plates, border_tracks, caplog):
-    """Centres move inward to [h//2, H - h//2]; outside centres and shifts beyond max_border_shift are dropped."""
+def test_border_rows_clamped_inward_and_only_outside_ones_dropped(plates, border_tracks, caplog):
+    """By default (CELL-03) every centre inside the image is kept and moved inward to [h//2, H - h//2]."""
     with caplog.at_level(logging.WARNING, logger="dynaclr.index"):
         index = build([experiment(plates, "exp_a", border_tracks)], include_wells=["A/1"])
-    assert index.max_border_shift == 4
+    assert index.max_border_shift is None
     kept = {tid: values for tid, values in BORDER_ROWS.items() if values[2] is not None}
     tracks = index.tracks
     assert sorted(set(tracks["track_id"])) == sorted(kept)
-    for tid, (y, x, y_clamp, x_clamp) in kept.items():
+    for tid, (y, x, y_clamp, x_clamp, _) in kept.items():
         rows = tracks[tracks["track_id"] == tid]
         assert len(rows) == 2
         assert keys(rows, "y", "x", "y_clamp", "x_clamp") == [(y, x, y_clamp, x_clamp)] * 2
     assert tracks["y_clamp"].between(8, SIZE - 8).all()
     assert tracks["x_clamp"].between(8, SIZE - 8).all()
     assert "Dropped 4 observations with centres outside their image ('exp_a': 4)" in caplog.text
+    assert "max_border_shift" not in caplog.text
+
+
+def test_cell_at_the_corner_is_kept_with_its_centre_clamped(plates, tmp_path, caplog):
+    """Regression (CELL-03): a cell at (0, 0) with a 64x64 patch was dropped by a default shift limit of 16."""
+    tracks_path = write_tracks(tmp_path, {"A/1/0": track(1, range(3), y=0.0, x=0.0)})
+    with caplog.at_level(logging.WARNING, logger="dynaclr.index"):
+        index = build([experiment(plates, "exp_a", tracks_path)], include_wells=["A/1"], yx_patch_size=(64, 64))
+    assert keys(index.tracks, "y", "x", "y_clamp", "x_clamp") == [(0.0, 0.0, 32, 32)] * 3
+    assert len(index.valid_anchors) == 2  # t = 0 and 1 have a positive
+    assert "Dropped" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="dynaclr.index"), pytest.raises(ValueError, match="No observation"):
+        build(
+            [experiment(plates, "exp_a", tracks_path)],
+            include_wells=["A/1"],
+            yx_patch_size=(64, 64),
+            max_border_shift=16,
+        )
     assert (
-        "Dropped 6 observations with patch centres more than max_border_shift=4 pixels from the image border "
-        "('exp_a': 6)" in caplog.text
+        "Dropped 3 observations with patch centres more than max_border_shift=16 pixels from the image border "
+        "('exp_a': 3)" in caplog.text
     )
 
 
-@pytest.mark.parametrize(("max_border_shift", "kept"), [(0, {7}), (3, {1, 7, 9}), (8, {1, 2, 3, 6, 7, 8, 9})])
-def test_max_border_shift_sets_the_drop_threshold(plates, border_tracks, max_border_shift, kept):
-    """An explicit max_border_shift keeps exactly the rows whose centre moves at most that far."""
-    index = build(
-        [experiment(plates, "exp_a", border_tracks)], include_wells=["A/1"], max_border_shift=max_border_shift
-    )
+@pytest.mark.parametrize("max_border_shift", [0, 3, 4, 7])
+def test_max_border_shift_opts_into_a_drop_threshold(plates, border_tracks, caplog, max_border_shift):
+    """An explicit max_border_shift keeps exactly the rows whose centre moves at most that far, and counts the rest."""
+    with caplog.at_level(logging.WARNING, logger="dynaclr.index"):
+        index = build(
+            [experiment(plates, "exp_a", border_tracks)], include_wells=["A/1"], max_border_shift=max_border_shift
+        )
+    inside = {tid: shift for tid, (*_, shift) in BORDER_ROWS.items() if shift is not None}
+    kept = {tid for tid, shift in inside.items() if shift <= max_border_shift}
     assert set(index.tracks["track_id"]) == kept
     moved = np.maximum(
         np.abs(index.tracks["y_clamp"] - np.floor(index.tracks["y"])),
         np.abs(index.tracks["x_clamp"] - np.floor(index.tracks["x"])),
     )
     assert (moved <= max_border_shift).all()
+    dropped = 2 * (len(inside) - len(kept))
+    assert (
+        f"Dropped {dropped} observations with patch centres more than max_border_shift={max_border_shift} pixels "
+        f"from the image border ('exp_a': {dropped})" in caplog.text
+    )
 
 
-@pytest.mark.parametrize(("patch", "shift"), [((16, 16), 4), ((12, 24), 6), ((30, 8), 7)])
-def test_max_border_shift_default_is_a_quarter_of_the_patch(plates, patch, shift):
-    """Without max_border_shift it is max(yx_patch_size) // 4, and patches with odd sizes clamp to their half."""
+@pytest.mark.parametrize("patch", [(16, 16), (12, 24), (30, 8)])
+def test_patches_of_any_shape_clamp_to_their_half(plates, patch):
+    """Patches with odd or unequal sizes clamp their centres to [half, size - half] on each axis."""
     index = build([experiment(plates, "exp_a")], yx_patch_size=patch)
-    assert index.max_border_shift == shift
     half_y, half_x = patch[0] // 2, patch[1] // 2
     assert index.tracks["y_clamp"].between(half_y, SIZE - half_y).all()
     assert index.tracks["x_clamp"].between(half_x, SIZE - half_x).all()
@@ -236,7 +261,7 @@ def test_max_border_shift_default_is_a_quarter_of_the_patch(plates, patch, shift
 
 def test_negative_max_border_shift_is_refused(plates):
     """max_border_shift < 0 raises."""
-    with pytest.raises(ValueError, match="max_border_shift must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="max_border_shift must be >= 0 or None \\(no limit\\), got -1"):
         build([experiment(plates, "exp_a")], max_border_shift=-1)
 
 
@@ -431,6 +456,17 @@ def test_wells_without_condition_are_skipped_with_a_warning(plates, caplog):
         index = build([experiment(plates, "exp_a", condition_wells=wells)])
     assert set(index.tracks["fov_name"]) == {"A/1/0", "B/1/0"}
     assert "Experiment 'exp_a': skipped 1 FOVs of wells ['C/1'] that condition_wells does not list." in caplog.text
+
+
+def test_condition_wells_the_plate_lacks_contribute_no_cells(plates, caplog):
+    """Regression: a condition_wells well absent from the plate was refused; it is warned about and adds nothing."""
+    wells = {"uninfected": ["A/1", "H/12"], "infected": ["B/1"], "mock": ["C/1"], "late": ["H/11"]}
+    with caplog.at_level(logging.WARNING):
+        index = build([experiment(plates, "exp_a", condition_wells=wells)])
+    assert "Experiment 'exp_a': condition_wells lists wells ['H/12', 'H/11']" in caplog.text
+    assert set(index.tracks["fov_name"]) == {"A/1/0", "B/1/0", "C/1/0"}
+    assert set(index.tracks["condition"]) == {"uninfected", "infected", "mock"}
+    assert len(index.valid_anchors) > 0
 
 
 @pytest.mark.parametrize("z_range", [slice(1, 3), (1, 3), [1, 3]])

@@ -377,7 +377,8 @@ def test_two_process_ddp_ranks_read_disjoint_batches_and_epochs_differ(experimen
         first, second = per_rank_epoch[0][epoch], per_rank_epoch[1][epoch]
         assert len(first) == len(second) == length
         assert not set(first) & set(second)
-        epoch_batches = {tuple(single.batch(epoch, index)) for index in range(single.total_batches)}
+        # the epoch's batches, and fresh padding batches if it does not split evenly over the ranks
+        epoch_batches = {tuple(single.batch(epoch, index)) for index in range(2 * length)}
         assert set(first) | set(second) == epoch_batches
     for rank in per_rank_epoch:
         assert rank[0] != rank[1]
@@ -395,3 +396,53 @@ def test_training_channels_all_zero_fills_the_reporter_an_experiment_lacks(exper
             assert batch[key].shape == (16, 3, 5, 32, 32)
             assert torch.count_nonzero(batch[key][:, missing]) == 0
             assert torch.count_nonzero(batch[key][:, present]) > 0
+
+
+def test_training_batch_sampler_exposes_the_samplers_attributes_but_not_to_lightning(experiments_workdir):
+    """Regression: the loader's batch_sampler hid set_epoch & co.; Lightning's own set_epoch must still miss it."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    datamodule = _datamodule()
+    datamodule.setup("fit")
+    datamodule.load_state_dict({"sampler": {"epoch": 1, "batches_yielded": 3, "num_replicas": 1}})
+    loader = datamodule.train_dataloader()
+    batch_sampler = loader.batch_sampler
+    assert (batch_sampler.batch_size, batch_sampler.leaky, batch_sampler.num_replicas) == (16, 0.1, 1)
+    assert batch_sampler.experiment_aware
+    assert batch_sampler.temporal_enrichment
+    assert batch_sampler.valid_anchors is datamodule.train_dataset.index.valid_anchors
+    assert getattr(batch_sampler, "sampler", None) is None
+    reference = FlexibleBatchSampler(
+        batch_sampler.valid_anchors, batch_size=16, leaky=0.1, temporal_enrichment=True, seed=3
+    )
+    reference.set_epoch(1)
+    epoch_1 = list(reference)
+    _set_sampler_epoch(loader, 0)  # what Lightning does at each epoch start: the resumed position stays
+    assert list(batch_sampler) == epoch_1[3:]
+    batch_sampler.set_epoch(1)  # what a callback written for the reference does
+    assert list(batch_sampler) == epoch_1
+    assert batch_sampler.state_dict() == {"epoch": 1, "batches_yielded": 0, "num_replicas": 1}
+
+
+class _SetEpochAtEpochStart(_RecordBatches):
+    """A callback written for the reference, whose training loader's batch_sampler is the sampler itself."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        trainer.train_dataloader.batch_sampler.set_epoch(trainer.current_epoch)
+
+
+@pytest.mark.slow
+def test_callback_setting_the_epoch_through_batch_sampler_trains_as_without_it(experiments_workdir):
+    """batch_sampler.set_epoch(trainer.current_epoch) at each epoch start works and gives the same batches."""
+    runs = []
+    for callback in (_RecordBatches(), _SetEpochAtEpochStart()):
+        trainer = cpu_trainer(
+            experiments_workdir, max_epochs=2, limit_train_batches=2, limit_val_batches=0, callbacks=[callback]
+        )
+        trainer.fit(_module(), _datamodule())
+        runs.append(callback.steps)
+    without, with_callback = runs
+    assert len(without) == len(with_callback) == 4
+    for seen, expected in zip(with_callback, without, strict=True):
+        torch.testing.assert_close(seen[0], expected[0], rtol=0, atol=0)
+    assert not torch.equal(without[0][0], without[2][0])  # the epochs differ

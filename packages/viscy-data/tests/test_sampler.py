@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -379,22 +381,57 @@ def test_ranks_equal_length_disjoint_and_complete(replicas, drop_last):
     expected_length = -(-total // replicas)
     for rank, batches in enumerate(per_rank):
         assert len(batches) == expected_length == len(FlexibleBatchSampler(frame, num_replicas=replicas, **kwargs))
-        assert [tuple(b) for b in batches] == [epoch[(rank + i * replicas) % total] for i in range(expected_length)]
+        assert [tuple(b) for b in batches] == [
+            tuple(reference.batch(0, rank + i * replicas)) for i in range(len(batches))
+        ]
     yielded = [tuple(b) for batches in per_rank for b in batches]
-    assert set(yielded) == set(epoch)  # complete
-    padding = replicas * expected_length - total
-    assert len(yielded) - len(set(yielded)) == padding  # disjoint but for the wrap-around padding
-    by_rank = [{tuple(b) for b in batches[: total // replicas]} for batches in per_rank]
-    for i in range(replicas):
-        for j in range(i + 1, replicas):
-            assert not by_rank[i] & by_rank[j]
+    assert len(set(yielded)) == len(yielded)  # no batch twice, padding included
+    assert set(epoch) <= set(yielded)  # complete
 
 
-def test_more_replicas_than_batches_pads_by_wrapping():
+@pytest.mark.parametrize("replicas", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize(("n_anchors", "drop_last"), [(7296, True), (7300, False), (200, True), (1000, False)])
+def test_padding_batches_are_fresh_draws_not_repeats(replicas, n_anchors, drop_last):
+    """Regression: an epoch not divisible by the ranks was padded by repeating its first batches (2 of 114 on 3)."""
+    frame = make_anchors(sizes=(n_anchors // 2, n_anchors - n_anchors // 2))
+    kwargs = {"batch_size": 64, "drop_last": drop_last, "seed": 1}
+    reference = FlexibleBatchSampler(frame, **kwargs)
+    total = reference.total_batches
+    length = -(-total // replicas)
+    per_rank = [
+        [tuple(b) for b in epoch_batches(FlexibleBatchSampler(frame, num_replicas=replicas, rank=r, **kwargs))]
+        for r in range(replicas)
+    ]
+    assert [len(batches) for batches in per_rank] == [length] * replicas
+    yielded = [batch for batches in per_rank for batch in batches]
+    assert len(set(yielded)) == len(yielded) == replicas * length
+    epoch = {tuple(reference.batch(0, i)) for i in range(total)}
+    padding = set(yielded) - epoch
+    assert epoch <= set(yielded)
+    assert padding == {tuple(reference.batch(0, i)) for i in range(total, replicas * length)}
+    assert all(len(batch) == 64 for batch in padding)  # padding batches are full
+    ranks_with_padding = [r for r, batches in enumerate(per_rank) if not set(batches) <= epoch]
+    assert ranks_with_padding == list(range(replicas - len(padding), replicas))  # one each, at the end
+
+
+def test_more_replicas_than_batches_pads_with_fresh_batches():
     frame = make_anchors(sizes=(200,))
     per_rank = [epoch_batches(FlexibleBatchSampler(frame, batch_size=64, num_replicas=4, rank=r)) for r in range(4)]
     assert [len(b) for b in per_rank] == [1, 1, 1, 1]
-    assert per_rank[3] == per_rank[0]  # 3 batches: rank 3 repeats batch 0
+    assert per_rank[3] != per_rank[0]  # 3 batches: rank 3 gets a fourth batch, not batch 0 again
+    assert len(per_rank[3][0]) == 64
+
+
+def test_resume_inside_the_padding_of_an_epoch():
+    frame = make_anchors(sizes=(700, 300, 350))  # 21 batches of 64: rank 1 of 2 ends with a padding batch
+    kwargs = {"batch_size": 64, "num_replicas": 2, "rank": 1, "seed": 3}
+    full = epoch_batches(FlexibleBatchSampler(frame, **kwargs))
+    sampler = FlexibleBatchSampler(frame, **kwargs)
+    iterator = iter(sampler)
+    head = [next(iterator) for _ in range(len(full) - 1)]
+    resumed = FlexibleBatchSampler(frame, **kwargs)
+    resumed.load_state_dict(sampler.state_dict())
+    assert head + epoch_batches(resumed) == full
 
 
 # ---------------------------------------------------------------- resume
@@ -557,9 +594,6 @@ def test_empty_stratum_names_experiment_and_conditions():
         ({"experiment_weights": {"a": -1.0}}, "non-negative"),
         ({"condition_ratio": {"sick": 1.0}}, "unknown conditions \\['sick'\\]; the conditions are"),
         ({"leaky": 1.0}, "leaky must be a number in \\[0, 1\\)"),
-        ({"leaky": 0.2, "experiment_aware": False}, "needs experiment_aware=True"),
-        ({"experiment_weights": {"a": 1.0}, "experiment_aware": False}, "experiment_weights needs"),
-        ({"condition_ratio": {"mock": 1.0}, "condition_balanced": False}, "condition_ratio needs"),
         ({"temporal_global_fraction": 1.5}, "temporal_global_fraction"),
         ({"temporal_window_hours": -1.0}, "temporal_window_hours"),
         ({"num_replicas": 2, "rank": 2}, "rank must be in \\[0, num_replicas=2\\)"),
@@ -570,6 +604,31 @@ def test_empty_stratum_names_experiment_and_conditions():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FlexibleBatchSampler(make_anchors(), **{"batch_size": 8, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("ignored", "axis_off", "message"),
+    [
+        ({"leaky": 0.2}, {"experiment_aware": False}, "leaky=0.2 is ignored because experiment_aware=False"),
+        (
+            {"experiment_weights": {"a": 1.0, "z": 2.0}},
+            {"experiment_aware": False},
+            "experiment_weights={'a': 1.0, 'z': 2.0} is ignored because experiment_aware=False",
+        ),
+        (
+            {"condition_ratio": {"mock": 3.0}},
+            {"condition_balanced": False},
+            "condition_ratio={'mock': 3.0} is ignored because condition_balanced=False",
+        ),
+    ],
+)
+def test_option_of_a_disabled_axis_warns_and_is_ignored(ignored, axis_off, message):
+    """Regression: these raised, while the reference ignores them (so its configs with them failed here)."""
+    frame = make_anchors()
+    kwargs = {"batch_size": 16, "temporal_enrichment": True, "seed": 5, **axis_off}
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        sampler = FlexibleBatchSampler(frame, **kwargs, **ignored)
+    assert epoch_batches(sampler) == epoch_batches(FlexibleBatchSampler(frame, **kwargs))
 
 
 def test_bad_values_in_columns():

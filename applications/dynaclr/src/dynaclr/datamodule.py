@@ -101,8 +101,12 @@ def _on_batches(transforms: Sequence[MapTransform]) -> list[Any]:
 class _EpochBatches:
     """Batches of a FlexibleBatchSampler that tell the dataset their epoch, and count what training consumed.
 
-    The sampler is deliberately not an attribute named ``sampler``: Lightning calls
-    ``batch_sampler.sampler.set_epoch`` at each epoch start, which would reset a resumed position.
+    The sampler's public attributes read through this wrapper (``set_epoch``, ``batch_size``,
+    ``experiment_aware``...), so code written for a loader whose ``batch_sampler`` is the sampler itself
+    (``trainer.train_dataloader.batch_sampler.set_epoch(epoch)``) works; ``epoch`` (the epoch in progress)
+    and ``state_dict`` (counting the batches training consumed) are the wrapper's own. The sampler is
+    deliberately not reachable as ``sampler``: Lightning calls ``batch_sampler.sampler.set_epoch`` at each
+    epoch start, which would reset a resumed position.
     """
 
     def __init__(self, sampler: FlexibleBatchSampler, dataset: MultiExperimentTripletDataset) -> None:
@@ -111,6 +115,11 @@ class _EpochBatches:
         self.epoch = sampler.epoch
         self.consumed = 0
         self.started = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "sampler" or name.startswith("_") or "flexible_sampler" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.flexible_sampler, name)
 
     def __len__(self) -> int:
         return len(self.flexible_sampler)
@@ -181,7 +190,9 @@ temporal_global_fraction, experiment_weights, condition_ratio
     predict_experiments : list[str], optional
         Experiments whose every cell the ``predict`` stage embeds, in order; default all.
     max_border_shift : int, optional
-        See :class:`~dynaclr.index.MultiExperimentIndex`.
+        Largest inward shift, in pixels, of a border cell's patch centre; cells needing more are dropped
+        (counted in a warning). Default None: no limit, every cell whose centre is inside its image is kept
+        (see :class:`~dynaclr.index.MultiExperimentIndex`).
     return_negative : bool
         Also read a ``negative`` per anchor (for triplet losses).
     pin_memory : bool

@@ -110,10 +110,11 @@ class ExperimentRegistry:
     Construction fails fast (ValueError) on: an empty list, duplicate names, a non-positive
     ``interval_minutes``, empty ``condition_wells`` or a well listed under two conditions,
     ``source_channel`` names missing from ``channel_names``, a missing ``data_path`` or
-    ``tracks_path``, ``channel_names`` differing from the plate's channels, wells the plate
-    does not have, differing channel counts (``training_channels=None``) and unknown or
-    missing ``training_channels``. Each message names the experiment, the bad value and the
-    valid choices.
+    ``tracks_path``, ``channel_names`` differing from the plate's channels, differing channel
+    counts (``training_channels=None``) and unknown or missing ``training_channels``. Each
+    message names the experiment, the bad value and the valid choices. Wells of
+    ``condition_wells`` that the plate does not have are logged as a warning (naming the
+    experiment and the wells) and contribute no cells, as in the reference.
 
     Parameters
     ----------
@@ -343,10 +344,14 @@ def _check_experiment(experiment: ExperimentConfig) -> None:
         raise ValueError(
             f"{prefix}: channel_names mismatch. Expected (from config): {channels}, got (from zarr): {zarr_channels}."
         )
-    absent = [well for well in wells if well not in plate_wells]
+    absent = [well for well in wells if well.strip("/") not in plate_wells]
     if absent:
-        raise ValueError(
-            f"{prefix}: condition_wells lists wells {absent} that {data_path} lacks; its wells: {plate_wells}."
+        _logger.warning(
+            "%s: condition_wells lists wells %s that %s lacks; they contribute no cells. Its wells: %s.",
+            prefix,
+            absent,
+            data_path,
+            plate_wells,
         )
 
 

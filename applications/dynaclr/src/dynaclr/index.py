@@ -81,7 +81,8 @@ class MultiExperimentIndex:
         FOVs (``"<row>/<column>/<fov>"``) to leave out, in every experiment.
     max_border_shift : int, optional
         Largest shift, in pixels, of a patch centre moved inward so that the patch fits the image;
-        cells needing more are dropped (counted in a warning). Default ``max(yx_patch_size) // 4``.
+        cells needing more are dropped (counted in a warning). Default None: no limit, every cell whose
+        centre lies inside its image is kept, its patch moved inward as far as needed.
 
     Attributes
     ----------
@@ -115,8 +116,8 @@ class MultiExperimentIndex:
     and their descendants share the root's ``global_track_id`` as ``lineage_id``, so a positive can
     follow an anchor through division. A parent id that is not a track of the FOV (or -1/NaN) makes
     the track a root; a parent cycle (broken tracking) makes each track of the cycle its own root,
-    with a warning. Wells missing from ``condition_wells`` and cells whose centre is outside the
-    image are counted in warnings, never dropped silently.
+    with a warning. Wells missing from ``condition_wells``, cells whose centre is outside the image
+    and cells beyond ``max_border_shift`` are counted in warnings, never dropped silently.
     """
 
     def __init__(
@@ -137,9 +138,9 @@ class MultiExperimentIndex:
         self.tau_range_hours = (float(tau_range_hours[0]), float(tau_range_hours[1]))
         self.include_wells = None if include_wells is None else [well.strip("/") for well in include_wells]
         self.exclude_fovs = None if exclude_fovs is None else [fov.strip("/") for fov in exclude_fovs]
-        self.max_border_shift = max(self.yx_patch_size) // 4 if max_border_shift is None else int(max_border_shift)
-        if self.max_border_shift < 0:
-            raise ValueError(f"max_border_shift must be >= 0, got {max_border_shift}.")
+        self.max_border_shift = None if max_border_shift is None else int(max_border_shift)
+        if self.max_border_shift is not None and self.max_border_shift < 0:
+            raise ValueError(f"max_border_shift must be >= 0 or None (no limit), got {max_border_shift}.")
         self.positions: list[Position] = []
         self.fovs: list[FovInfo] = []
         tables = []
@@ -276,7 +277,7 @@ class MultiExperimentIndex:
         return track_ids[row_track], track_ids[root[row_track]]
 
     def _clamp_borders(self, tracks: pd.DataFrame) -> pd.DataFrame:
-        """Drop cells outside their image, move patch centres inward, drop cells moved too far."""
+        """Drop cells outside their image, move patch centres inward, drop cells moved beyond ``max_border_shift``."""
         half_y, half_x = self.yx_patch_size[0] // 2, self.yx_patch_size[1] // 2
         fov_index = tracks["fov_index"].to_numpy()
         heights = np.array([fov.shape[3] for fov in self.fovs])[fov_index]
@@ -286,15 +287,16 @@ class MultiExperimentIndex:
         inside = (y >= 0) & (y < heights) & (x >= 0) & (x < widths)
         y_clamp = np.clip(np.floor(y), half_y, heights - half_y)
         x_clamp = np.clip(np.floor(x), half_x, widths - half_x)
-        shift = np.maximum(np.abs(y_clamp - np.floor(y)), np.abs(x_clamp - np.floor(x)))
-        near = shift <= self.max_border_shift
         experiments = np.array([fov.experiment for fov in self.fovs], dtype=object)[fov_index]
         _warn_dropped(experiments, ~inside, "centres outside their image")
-        _warn_dropped(
-            experiments,
-            inside & ~near,
-            f"patch centres more than max_border_shift={self.max_border_shift} pixels from the image border",
-        )
+        near = np.ones(len(tracks), dtype=bool)
+        if self.max_border_shift is not None:
+            near = np.maximum(np.abs(y_clamp - np.floor(y)), np.abs(x_clamp - np.floor(x))) <= self.max_border_shift
+            _warn_dropped(
+                experiments,
+                inside & ~near,
+                f"patch centres more than max_border_shift={self.max_border_shift} pixels from the image border",
+            )
         tracks["y_clamp"] = y_clamp.astype(np.int64)
         tracks["x_clamp"] = x_clamp.astype(np.int64)
         return tracks[inside & near].copy()  # numeric columns only: cheap, and a table of its own

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from numbers import Integral, Real
 from typing import Any
@@ -108,7 +109,8 @@ class FlexibleBatchSampler(Sampler[list[int]]):
     Every batch is drawn from its own generator ``np.random.default_rng((seed, epoch, batch))``, so an
     epoch is a fixed sequence of ``total_batches`` batches that every rank can build lazily, one batch
     at a time, in O(batch_size) work. Rank ``r`` of ``R`` yields batches ``r, r + R, r + 2R, ...`` of that
-    sequence, wrapping around to its start so that every rank yields exactly ``len(sampler)`` batches.
+    sequence, padded with batches ``total_batches, total_batches + 1, ...`` drawn the same way, so that
+    every rank yields exactly ``len(sampler)`` batches.
 
     The axes compose; with all of them on, one batch of ``n`` anchors is built as follows:
 
@@ -141,18 +143,18 @@ class FlexibleBatchSampler(Sampler[list[int]]):
     experiment_aware : bool
         Draw each batch from a single experiment (apart from the leak).
     leaky : float
-        Fraction in [0, 1) of each batch drawn from the other experiments. Needs ``experiment_aware``
-        and at least two experiments.
+        Fraction in [0, 1) of each batch drawn from the other experiments. Needs at least two
+        experiments; ignored (with a warning) when ``experiment_aware`` is False.
     experiment_weights : dict[str, float] | None
         Relative probability of drawing each experiment; experiments left out get 0. None: proportional
-        to the number of anchors. Needs ``experiment_aware``.
+        to the number of anchors. Ignored (with a warning) when ``experiment_aware`` is False.
     condition_balanced : bool
         Split each batch over the conditions by ``condition_ratio``.
     condition_ratio : dict[str, float] | None
         Relative share of each condition; conditions left out get ``1 / number of conditions`` before
-        normalisation (a share of 0 leaves a condition out). None: equal shares. Needs
-        ``condition_balanced``. Every condition with a positive share must have anchors in every
-        experiment that can be drawn (and, with a leak, in some other experiment).
+        normalisation (a share of 0 leaves a condition out). None: equal shares. Ignored (with a
+        warning) when ``condition_balanced`` is False. Every condition with a positive share must have
+        anchors in every experiment that can be drawn (and, with a leak, in some other experiment).
     temporal_enrichment : bool
         Concentrate each batch around a focal HPI drawn per batch.
     temporal_window_hours : float
@@ -177,11 +179,19 @@ class FlexibleBatchSampler(Sampler[list[int]]):
         a leak with a single experiment, weights or ratios naming unknown experiments or conditions, an
         empty (experiment, condition) stratum, or an epoch with no batch.
 
+    Warns
+    -----
+    UserWarning
+        When ``leaky > 0`` or ``experiment_weights`` is given with ``experiment_aware=False``, or
+        ``condition_ratio`` with ``condition_balanced=False``: the parameter is ignored, as in the
+        reference.
+
     Notes
     -----
     ``len(sampler) = ceil(total_batches / num_replicas)`` on every rank. The ranks' batches are
-    disjoint and cover the epoch; only the wrap-around padding (``R * len - total_batches`` batches,
-    the first ones of the epoch) is seen twice.
+    disjoint and cover the epoch. When ``total_batches`` is not a multiple of ``R``, the last
+    ``R * len - total_batches`` ranks end with one padding batch each: a full batch drawn fresh, like
+    any other (no batch of the epoch is repeated).
 
     Each ``iter(sampler)`` starts the epoch ``sampler.epoch`` and advances ``sampler.epoch`` by one, since
     Lightning never calls ``set_epoch`` on a batch sampler; ``set_epoch(e)`` makes the next iteration use
@@ -238,7 +248,7 @@ class FlexibleBatchSampler(Sampler[list[int]]):
         self.temporal_window_hours = float(temporal_window_hours)
         self.experiment_weights = experiment_weights
         self.condition_ratio = condition_ratio
-        self._check_options()
+        self._ignore_options_of_disabled_axes()
         self._check_columns()
 
         n_rows = len(valid_anchors)
@@ -258,13 +268,21 @@ class FlexibleBatchSampler(Sampler[list[int]]):
         self._resume_at = 0
         self._progress: list[int] | None = None  # [epoch, batches yielded] of the iteration in progress
 
-    def _check_options(self) -> None:
-        if self.leaky > 0 and not self.experiment_aware:
-            raise ValueError("leaky > 0 mixes other experiments into a batch: it needs experiment_aware=True")
-        if self.experiment_weights is not None and not self.experiment_aware:
-            raise ValueError("experiment_weights needs experiment_aware=True")
-        if self.condition_ratio is not None and not self.condition_balanced:
-            raise ValueError("condition_ratio needs condition_balanced=True")
+    def _ignore_options_of_disabled_axes(self) -> None:
+        """Warn about, and drop, the options of an axis that is off (the reference ignores them silently)."""
+        options = [
+            ("leaky", self.leaky > 0, 0.0, "experiment_aware"),
+            ("experiment_weights", self.experiment_weights is not None, None, "experiment_aware"),
+            ("condition_ratio", self.condition_ratio is not None, None, "condition_balanced"),
+        ]
+        for name, given, off_value, axis in options:
+            if given and not getattr(self, axis):
+                warnings.warn(
+                    f"{name}={getattr(self, name)!r} is ignored because {axis}=False",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                setattr(self, name, off_value)
 
     def _check_columns(self) -> None:
         needed = {
@@ -454,7 +472,7 @@ class FlexibleBatchSampler(Sampler[list[int]]):
 
     def _iterate(self, epoch: int, start: int, progress: list[int]) -> Iterator[list[int]]:
         for step in range(start, len(self)):
-            batch = self.batch(epoch, (self.rank + step * self.num_replicas) % self.total_batches)
+            batch = self.batch(epoch, self.rank + step * self.num_replicas)
             progress[1] = step + 1
             yield batch
 
@@ -466,7 +484,8 @@ class FlexibleBatchSampler(Sampler[list[int]]):
         epoch : int
             Epoch number.
         index : int
-            Batch number in the epoch, in ``[0, total_batches)``.
+            Batch number in the epoch, in ``[0, total_batches)``; from ``total_batches`` on, a padding
+            batch of ``batch_size`` anchors that evens out the ranks.
 
         Returns
         -------
@@ -474,7 +493,8 @@ class FlexibleBatchSampler(Sampler[list[int]]):
             Positions into ``valid_anchors``.
         """
         rng = np.random.default_rng((self.seed, epoch, index))
-        size = self.batch_size if index < self._full_batches else self._last_size
+        short_last_batch = index == self._full_batches and index < self.total_batches
+        size = self._last_size if short_last_batch else self.batch_size
         group = int(np.searchsorted(self._group_cdf, rng.random() * self._group_cdf[-1], side="right"))
         blocks, ranges_per_cell = self._cell_blocks[group], self._ranges_per_cell
         if self.leaky:
