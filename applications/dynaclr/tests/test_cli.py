@@ -54,6 +54,7 @@ def test_every_command_is_listed_in_order():
     assert listed == [*LIGHTNING_SUBCOMMANDS, *COMMANDS]
 
 
+@pytest.mark.slow
 def test_fit_help_is_the_lightning_cli_help():
     result = run_command("dynaclr.cli", "fit", "--help")
     assert result.returncode == 0, result.stderr
@@ -76,6 +77,7 @@ def test_lightning_flags_pass_through_unchanged(example_workdir, dynaclr, capsys
     assert "lr: 0.5" in printed
 
 
+@pytest.mark.slow
 def test_a_config_mistake_ends_in_one_line_naming_the_cause(example_workdir):
     result = run_command(
         "dynaclr.cli",

@@ -89,6 +89,7 @@ def _table_rows(text: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_demo_prints_a_line_per_stage_and_the_table_of_the_report(quick_demo):
     output_dir, out = quick_demo
     stages = re.findall(r"^\[(\d)/5\] .*: done in \d+\.\d s$", out, flags=re.MULTILINE)
@@ -106,6 +107,7 @@ def test_demo_prints_a_line_per_stage_and_the_table_of_the_report(quick_demo):
         float(dynamic_range)
 
 
+@pytest.mark.slow
 def test_report_names_settings_files_commands_and_timings(quick_demo):
     output_dir, _ = quick_demo
     report = (output_dir / "report.md").read_text()
@@ -121,6 +123,7 @@ def test_report_names_settings_files_commands_and_timings(quick_demo):
     assert written == set(DEMO_OUTPUTS) - {"linear_classifiers"}
 
 
+@pytest.mark.slow
 def test_figure_is_a_png_of_sensible_size(quick_demo):
     output_dir, _ = quick_demo
     data = (output_dir / "embeddings.png").read_bytes()
@@ -131,6 +134,7 @@ def test_figure_is_a_png_of_sensible_size(quick_demo):
     assert 10_000 < len(data) < 1_000_000
 
 
+@pytest.mark.slow
 def test_embeddings_hold_every_cell_of_the_held_out_experiment(quick_demo):
     output_dir, _ = quick_demo
     fit = yaml.safe_load((output_dir / "fit.yml").read_text())
@@ -155,6 +159,7 @@ def test_embeddings_hold_every_cell_of_the_held_out_experiment(quick_demo):
     pd.testing.assert_frame_equal(intensity.obs, stores["learned"].obs)
 
 
+@pytest.mark.slow
 def test_rerun_without_overwrite_stops_before_any_work(quick_demo, monkeypatch):
     output_dir, _ = quick_demo
     before = {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")}
@@ -171,6 +176,7 @@ def test_rerun_without_overwrite_stops_before_any_work(quick_demo, monkeypatch):
     assert {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")} == before
 
 
+@pytest.mark.slow
 def test_written_fit_config_trains_with_dynaclr_fit(quick_demo):
     output_dir, _ = quick_demo
     checkpoint = next((output_dir / "training").rglob("last.ckpt"))
@@ -180,6 +186,7 @@ def test_written_fit_config_trains_with_dynaclr_fit(quick_demo):
     assert checkpoint.stat().st_mtime_ns == written
 
 
+@pytest.mark.slow
 def test_the_config_lightning_saved_holds_the_transforms_keys(quick_demo):
     output_dir, _ = quick_demo
     written = yaml.safe_load((output_dir / "fit.yml").read_text())["data"]["init_args"]
@@ -190,6 +197,7 @@ def test_the_config_lightning_saved_holds_the_transforms_keys(quick_demo):
         assert [t["init_args"]["keys"] for t in saved[group]] == [t["init_args"]["keys"] for t in written[group]]
 
 
+@pytest.mark.slow
 def test_written_fit_config_reproduces_the_demo_training(quick_demo):
     output_dir, _ = quick_demo
     training = output_dir / "training"
@@ -205,6 +213,7 @@ def test_written_fit_config_reproduces_the_demo_training(quick_demo):
         torch.testing.assert_close(retrained[name], weights, rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.slow
 def test_written_predict_and_classifier_configs_run_as_the_report_says(quick_demo):
     output_dir, _ = quick_demo
     store = output_dir / "embeddings" / "learned.zarr"
@@ -248,6 +257,7 @@ def test_root_readme_quick_start_is_the_demo_then_the_tests():
     ]
 
 
+@pytest.mark.slow
 def test_root_readme_steps_from_the_demo_to_your_data_run_as_written(quick_demo, tmp_path, monkeypatch):
     """After the other tests of the demo's output: it rewrites the study's normalization statistics and trains again."""
     output_dir, _ = quick_demo

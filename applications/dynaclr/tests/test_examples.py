@@ -105,6 +105,7 @@ def test_make_synthetic_data_refuses_to_overwrite(walkthrough_dir, capsys):
 # make_synthetic_experiments.py
 
 
+@pytest.mark.slow
 def test_make_synthetic_experiments_writes_what_experiments_yml_lists(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     make = _load_example("make_synthetic_experiments.py")
@@ -505,6 +506,7 @@ def _find_component(component, component_id: str):
     return None
 
 
+@pytest.mark.slow
 def test_embedding_explorer_plots_one_point_per_cell(example_embeddings, example_plate_dir, tmp_path, capsys):
     script = _load_example("embedding_explorer.py")
     synthetic = example_plate_dir / "synthetic"
@@ -543,6 +545,7 @@ def test_embedding_explorer_plots_one_point_per_cell(example_embeddings, example
 # quickstart.py
 
 
+@pytest.mark.slow
 def test_quickstart_trains_embeds_and_classifies(tmp_path, monkeypatch, capsys):
     import anndata
 
@@ -581,6 +584,7 @@ def test_quickstart_trains_embeds_and_classifies(tmp_path, monkeypatch, capsys):
 # configs/export_onnx.yml
 
 
+@pytest.mark.slow
 def test_export_onnx_config_exports_the_contrastive_encoder(tmp_path, viscy):
     import onnxruntime
     from pytorch_metric_learning.losses import NTXentLoss

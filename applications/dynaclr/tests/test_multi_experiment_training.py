@@ -49,6 +49,7 @@ def _config_args(paths: list[str]) -> list[str]:
     return [argument for path in paths for argument in ("-c", path)]
 
 
+@pytest.mark.slow
 def test_multi_experiment_fit_yml_fast_dev_run(experiments_workdir, dynaclr):
     """INTG-01: the committed config with every sampling axis on trains on the example experiments."""
     config = yaml.safe_load((CONFIGS / "multi_experiment_fit.yml").read_text())["data"]["init_args"]
@@ -60,6 +61,7 @@ def test_multi_experiment_fit_yml_fast_dev_run(experiments_workdir, dynaclr):
     dynaclr("fit", *_config_args(MULTI_FIT), COMMITTED_EXPERIMENTS, "--trainer.fast_dev_run=true")
 
 
+@pytest.mark.slow
 def test_reference_multi_experiment_fit_yml_trains(experiments_workdir, dynaclr):
     """The reference's config, TODOs filled in, per-sample MONAI transforms and all, trains and validates."""
     dynaclr(
@@ -131,6 +133,7 @@ class _RecordBatches(Callback):
         self.steps.append((batch["anchor"].clone(), batch["positive"].clone()))
 
 
+@pytest.mark.slow
 def test_resumed_mid_epoch_run_trains_on_exactly_the_rest_of_the_epoch(experiments_workdir):
     """A run stopped after k steps and resumed from its checkpoint sees the uninterrupted run's steps k..n."""
     uninterrupted = _RecordBatches()
@@ -170,6 +173,7 @@ def _started_training(global_rank: int, seed: int = 3) -> tuple[MultiExperimentD
     return datamodule, next(iter(datamodule.train_dataloader()))
 
 
+@pytest.mark.slow
 def test_training_draws_depend_on_the_seed_and_rank_only(experiments_workdir):
     """Augmentations and channel dropout of a batch: same seed and rank, same draws, whatever else drew before."""
     torch.manual_seed(0)
@@ -204,6 +208,7 @@ class _RecordStages(Callback):
             self.val.append({key: value.clone() for key, value in batch.items()})
 
 
+@pytest.mark.slow
 def test_validation_batches_are_neither_augmented_nor_channel_dropped(experiments_workdir):
     """Training batches get the augmentation and ChannelDropout; validation batches get neither."""
     from viscy_transforms import BatchedRandGaussianNoised

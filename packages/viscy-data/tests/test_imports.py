@@ -2,6 +2,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import viscy_data
 
 EXPECTED_EXPORTS = 47
@@ -73,6 +75,7 @@ _BASE_INSTALL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_base_install_imports_and_names_extras():
     result = subprocess.run([sys.executable, "-c", _BASE_INSTALL], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
