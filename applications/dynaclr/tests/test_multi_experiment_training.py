@@ -405,28 +405,41 @@ def test_training_channels_all_zero_fills_the_reporter_an_experiment_lacks(exper
 
 def test_training_batch_sampler_exposes_the_samplers_attributes_but_not_to_lightning(experiments_workdir):
     """Regression: the loader's batch_sampler hid set_epoch & co.; Lightning's own set_epoch must still miss it."""
-    from lightning.fabric.utilities.data import _set_sampler_epoch
-
     datamodule = _datamodule()
     datamodule.setup("fit")
     datamodule.load_state_dict({"sampler": {"epoch": 1, "batches_yielded": 3, "num_replicas": 1}})
     loader = datamodule.train_dataloader()
     batch_sampler = loader.batch_sampler
-    assert (batch_sampler.batch_size, batch_sampler.leaky, batch_sampler.num_replicas) == (16, 0.1, 1)
+    assert (batch_sampler.leaky, batch_sampler.num_replicas) == (0.1, 1)
     assert batch_sampler.experiment_aware
     assert batch_sampler.temporal_enrichment
     assert batch_sampler.valid_anchors is datamodule.train_dataset.index.valid_anchors
-    assert getattr(batch_sampler, "sampler", None) is None
+    # Lightning resets batch_sampler.sampler at each epoch start and rebuilds a batch_sampler with batch_size and
+    # drop_last around its DistributedSampler: neither may find the sampler through the wrapper
+    for hidden in ("sampler", "batch_size", "drop_last"):
+        assert not hasattr(batch_sampler, hidden)
     reference = FlexibleBatchSampler(
         batch_sampler.valid_anchors, batch_size=16, leaky=0.1, temporal_enrichment=True, seed=3
     )
     reference.set_epoch(1)
     epoch_1 = list(reference)
-    _set_sampler_epoch(loader, 0)  # what Lightning does at each epoch start: the resumed position stays
     assert list(batch_sampler) == epoch_1[3:]
     batch_sampler.set_epoch(1)  # what a callback written for the reference does
     assert list(batch_sampler) == epoch_1
     assert batch_sampler.state_dict() == {"epoch": 1, "batches_yielded": 0, "num_replicas": 1}
+
+
+def test_a_trainer_injecting_its_distributed_sampler_is_told_to_set_use_distributed_sampler_false(
+    experiments_workdir,
+):
+    """Regression: exposing batch_size and drop_last turned Lightning's message into a bare TypeError."""
+    trainer = cpu_trainer(experiments_workdir, strategy="ddp", max_steps=1, limit_val_batches=0)
+    try:
+        with pytest.raises(TypeError, match=r"use_distributed_sampler=False"):
+            trainer.fit(_module(), _datamodule())
+    finally:  # the failed fit leaves its one-process group behind; later tests expect none
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 class _SetEpochAtEpochStart(_RecordBatches):

@@ -98,15 +98,22 @@ def _on_batches(transforms: Sequence[MapTransform]) -> list[Any]:
     return wrapped
 
 
+_HIDDEN_FROM_LIGHTNING = frozenset({"sampler", "batch_size", "drop_last"})
+"""Sampler attributes the training loader's ``batch_sampler`` does not expose: with ``sampler``, Lightning would reset
+a resumed position at each epoch start (``batch_sampler.sampler.set_epoch``); with ``batch_size`` and ``drop_last``,
+a trainer left at ``use_distributed_sampler=True`` would try to rebuild the wrapper around a ``DistributedSampler``
+and fail with a bare ``TypeError`` instead of Lightning's message naming ``use_distributed_sampler=False``."""
+
+
 class _EpochBatches:
     """Batches of a FlexibleBatchSampler that tell the dataset their epoch, and count what training consumed.
 
-    The sampler's public attributes read through this wrapper (``set_epoch``, ``batch_size``,
-    ``experiment_aware``...), so code written for a loader whose ``batch_sampler`` is the sampler itself
+    The sampler's public attributes read through this wrapper (``set_epoch``, ``experiment_aware``,
+    ``num_replicas``...), so code written for a loader whose ``batch_sampler`` is the sampler itself
     (``trainer.train_dataloader.batch_sampler.set_epoch(epoch)``) works; ``epoch`` (the epoch in progress)
-    and ``state_dict`` (counting the batches training consumed) are the wrapper's own. The sampler is
-    deliberately not reachable as ``sampler``: Lightning calls ``batch_sampler.sampler.set_epoch`` at each
-    epoch start, which would reset a resumed position.
+    and ``state_dict`` (counting the batches training consumed) are the wrapper's own. ``sampler``,
+    ``batch_size`` and ``drop_last`` are deliberately not exposed (see ``_HIDDEN_FROM_LIGHTNING``); the
+    sampler itself is ``flexible_sampler``.
     """
 
     def __init__(self, sampler: FlexibleBatchSampler, dataset: MultiExperimentTripletDataset) -> None:
@@ -117,7 +124,7 @@ class _EpochBatches:
         self.started = False
 
     def __getattr__(self, name: str) -> Any:
-        if name == "sampler" or name.startswith("_") or "flexible_sampler" not in self.__dict__:
+        if name in _HIDDEN_FROM_LIGHTNING or name.startswith("_") or "flexible_sampler" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return getattr(self.flexible_sampler, name)
 
@@ -205,6 +212,11 @@ temporal_global_fraction, experiment_weights, condition_ratio
     The DataModule's ``state_dict`` carries the training sampler's position (epoch and batches
     consumed by training steps), so a run resumed from a mid-epoch checkpoint (``ckpt_path``, SLURM
     requeue) trains on exactly the batches of that epoch it had not seen.
+
+    The training and validation samplers shard the batches over the DDP ranks themselves, so the trainer
+    must not inject its own ``DistributedSampler``: set ``trainer.use_distributed_sampler: false`` (as
+    ``examples/configs/multi_experiment_fit.yml`` does); otherwise Lightning stops with a message naming
+    that setting.
     """
 
     def __init__(
