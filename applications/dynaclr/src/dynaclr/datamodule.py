@@ -35,8 +35,8 @@ from dynaclr.dataset import MultiExperimentTripletDataset
 from dynaclr.experiment import ExperimentRegistry
 from dynaclr.index import MultiExperimentIndex
 from viscy_data import ChannelDropout, FlexibleBatchSampler
-from viscy_data._utils import _accept_default_only
 from viscy_data.channel_wise import transform_channel_wise
+from viscy_data.compatibility import accept_default_only
 from viscy_data.seeding import seed_transforms
 from viscy_data.thread_loader import ThreadedDataLoader
 from viscy_transforms import BatchedCenterSpatialCropd, NormalizeSampled
@@ -255,7 +255,7 @@ temporal_global_fraction, experiment_weights, condition_ratio
         prefetch_factor: int | None = None,
     ) -> None:
         super().__init__()
-        _accept_default_only(
+        accept_default_only(
             "hcl_beta", hcl_beta, 0.5, "set beta on the model's loss_function: dynaclr.loss.NTXentHCL(beta=...)"
         )
         self.experiments_yaml = experiments_yaml

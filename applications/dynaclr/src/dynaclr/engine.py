@@ -21,7 +21,7 @@ from dynaclr._loss_logging import log_loss
 from dynaclr._optim import SCHEDULES, Schedule, configure_adamw
 from dynaclr.vae import BetaVaeModule
 from viscy_data import TrackingIndex
-from viscy_data._utils import _accept_default_only
+from viscy_data.compatibility import accept_default_only
 from viscy_utils.log_images import detach_sample
 
 __all__ = ["BetaVaeModule", "ContrastiveModule", "ContrastivePrediction"]
@@ -165,7 +165,7 @@ class ContrastiveModule(LightningModule):
             raise ValueError(
                 f"log_negative_metrics_every_n_epochs must be >= 1, got {log_negative_metrics_every_n_epochs}."
             )
-        _accept_default_only("log_embeddings", log_embeddings, False, _EMBEDDINGS_INSTEAD)
+        accept_default_only("log_embeddings", log_embeddings, False, _EMBEDDINGS_INSTEAD)
         self.model = encoder
         self.loss_function = nn.TripletMarginLoss(margin=0.5) if loss_function is None else loss_function
         self.lr = lr

@@ -17,7 +17,7 @@ from dynaclr.engine import (
     ntxent_labels,
     uses_in_batch_negatives,
 )
-from viscy_data._utils import _accept_default_only
+from viscy_data.compatibility import accept_default_only
 from viscy_utils.log_images import detach_sample
 
 __all__ = ["PREDICTION_ARMS", "JointContrastiveModule", "JointEncoders", "MultiModalContrastiveModule"]
@@ -130,7 +130,7 @@ class JointContrastiveModule(ContrastiveModule):
             )
         if prediction_arm not in PREDICTION_ARMS:
             raise ValueError(f"prediction_arm {prediction_arm!r} is not one of {list(PREDICTION_ARMS)}.")
-        _accept_default_only("embedding_log_frequency", embedding_log_frequency, 10, _EMBEDDINGS_INSTEAD)
+        accept_default_only("embedding_log_frequency", embedding_log_frequency, 10, _EMBEDDINGS_INSTEAD)
         super().__init__(
             encoder=encoder,
             loss_function=loss_function,

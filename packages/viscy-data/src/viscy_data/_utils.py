@@ -137,32 +137,6 @@ def _check_z_range(start: int | None, stop: int | None, n_slices: int, where: st
         )
 
 
-def _accept_default_only(name: str, value: Any, default: Any, instead: str) -> None:
-    """Refuse any value but the default of a parameter kept only so that reference configs load.
-
-    Parameters
-    ----------
-    name : str
-        The parameter, as a config writes it.
-    value : Any
-        The value given.
-    default : Any
-        The reference default, the only value accepted (silently).
-    instead : str
-        What to use instead, ending the error message.
-
-    Raises
-    ------
-    ValueError
-        If ``value`` differs from ``default``.
-    """
-    if value != default:
-        raise ValueError(
-            f"{name}={value!r} is not supported: {name} is accepted only with its default {default!r}, "
-            f"so that reference configs load; {instead}."
-        )
-
-
 class MissingColumnsError(KeyError, ValueError):
     """A table lacks required columns.
 

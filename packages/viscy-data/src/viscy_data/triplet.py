@@ -25,13 +25,13 @@ from viscy_data._optional import import_optional
 from viscy_data._typing import INDEX_COLUMNS, DictTransform, NormMeta, TripletSample
 from viscy_data._utils import (
     BatchedCenterSpatialCropd,
-    _accept_default_only,
     _channel_indices,
     _check_z_range,
     _require_columns,
     _validate_store_channels,
 )
 from viscy_data.channel_wise import transform_channel_wise
+from viscy_data.compatibility import accept_default_only
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import TensorstoreCache, array_store_path, fov_name, open_ome_zarr
 from viscy_data.plate import PlateDataModule
@@ -467,7 +467,7 @@ class TripletDataModule(PlateDataModule):
         seed: int = 0,
     ) -> None:
         import_optional("tensorstore", extra="triplet", feature="TripletDataModule")
-        _accept_default_only(
+        accept_default_only(
             "persistent_workers",
             persistent_workers,
             False,
