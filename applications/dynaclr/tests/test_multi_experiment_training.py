@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
@@ -433,13 +435,16 @@ def test_a_trainer_injecting_its_distributed_sampler_is_told_to_set_use_distribu
     experiments_workdir,
 ):
     """Regression: exposing batch_size and drop_last turned Lightning's message into a bare TypeError."""
-    trainer = cpu_trainer(experiments_workdir, strategy="ddp", max_steps=1, limit_val_batches=0)
-    try:
-        with pytest.raises(TypeError, match=r"use_distributed_sampler=False"):
-            trainer.fit(_module(), _datamodule())
-    finally:  # the failed fit leaves its one-process group behind; later tests expect none
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    # Lightning's DDP setup exports MASTER_PORT, NODE_RANK and LOCAL_RANK; left behind, they make a later
+    # `--trainer.devices=2` subprocess believe it is an already launched rank and wait for a peer forever
+    with mock.patch.dict(os.environ):
+        trainer = cpu_trainer(experiments_workdir, strategy="ddp", max_steps=1, limit_val_batches=0)
+        try:
+            with pytest.raises(TypeError, match=r"use_distributed_sampler=False"):
+                trainer.fit(_module(), _datamodule())
+        finally:  # the failed fit leaves its one-process group behind; later tests expect none
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
 
 class _SetEpochAtEpochStart(_RecordBatches):
