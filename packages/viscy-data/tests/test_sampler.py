@@ -1,10 +1,11 @@
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from viscy_data.sampler import FlexibleBatchSampler
 
@@ -644,3 +645,17 @@ def test_bad_values_in_columns():
         FlexibleBatchSampler(frame.to_numpy(), batch_size=8)
     with pytest.raises(ValueError, match="empty"):
         FlexibleBatchSampler(frame.iloc[:0], batch_size=8)
+
+
+def test_readme_example_runs_and_says_what_it_prints(capsys):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme.split("## Batches for contrastive learning", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    exec(code, {})  # the README's own example
+    assert capsys.readouterr().out.splitlines() == ["1 [4, 4]", "10"]
+
+
+def test_a_distributed_sampler_in_place_of_the_anchors_names_use_distributed_sampler():
+    """Regression: Lightning rebuilding the batch sampler around its DistributedSampler got a bare type error."""
+    injected = DistributedSampler(range(10), num_replicas=2, rank=0)
+    with pytest.raises(TypeError, match=r"got a DistributedSampler .* Trainer\(use_distributed_sampler=False\)"):
+        FlexibleBatchSampler(injected, batch_size=2, drop_last=False)

@@ -174,6 +174,9 @@ class FlexibleBatchSampler(Sampler[list[int]]):
 
     Raises
     ------
+    TypeError
+        If ``valid_anchors`` is not a DataFrame; for a ``Sampler`` (Lightning rebuilding the batch
+        sampler around its ``DistributedSampler``), the message names ``use_distributed_sampler=False``.
     ValueError
         For a bad argument, a missing column (the message lists the columns present), missing values,
         a leak with a single experiment, weights or ratios naming unknown experiments or conditions, an
@@ -188,6 +191,10 @@ class FlexibleBatchSampler(Sampler[list[int]]):
 
     Notes
     -----
+    Under DDP the sampler shards the batches itself: pass ``num_replicas=trainer.world_size`` and
+    ``rank=trainer.global_rank``, and build the trainer with ``Trainer(use_distributed_sampler=False)``,
+    or Lightning tries to rebuild the batch sampler around its own ``DistributedSampler``.
+
     ``len(sampler) = ceil(total_batches / num_replicas)`` on every rank. The ranks' batches are
     disjoint and cover the epoch. When ``total_batches`` is not a multiple of ``R``, the last
     ``R * len - total_batches`` ranks end with one padding batch each: a full batch drawn fresh, like
@@ -228,6 +235,12 @@ class FlexibleBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         drop_last: bool = True,
     ) -> None:
+        if isinstance(valid_anchors, Sampler):
+            raise TypeError(
+                f"FlexibleBatchSampler got a {type(valid_anchors).__name__} instead of its valid_anchors DataFrame: "
+                "Lightning is rebuilding it around its own distributed sampler. FlexibleBatchSampler shards the "
+                "batches over the ranks itself (num_replicas, rank): set Trainer(use_distributed_sampler=False)."
+            )
         if not isinstance(valid_anchors, pd.DataFrame):
             raise TypeError(f"valid_anchors must be a pandas DataFrame, got {type(valid_anchors).__name__}")
         self.valid_anchors = valid_anchors
