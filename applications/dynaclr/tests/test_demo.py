@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import struct
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +256,21 @@ def test_root_readme_quick_start_is_the_demo_then_the_tests():
         ["dynaclr", "train-linear-classifier"],
         ["--package", "viscy-data"],
     ]
+
+
+@pytest.mark.slow
+def test_the_readme_test_command_reports_its_pass_count_also_with_q():
+    """Regression: the root pytest addopts held -q, so `uv run pytest -q` printed no pass count."""
+    test = "applications/dynaclr/tests/test_demo.py::test_root_readme_quick_start_is_the_demo_then_the_tests"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^1 passed\b", result.stdout, flags=re.MULTILINE), result.stdout
 
 
 @pytest.mark.slow
