@@ -103,6 +103,9 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
                 "z_range": [0, _Z_SLICES],
                 "yx_patch_size": [read_size, read_size],
                 "final_yx_patch_size": [settings.patch_size, settings.patch_size],
+                # cells whose patch centre is clamped far from them (patches mostly of image border) hurt
+                # a 32-pixel encoder: keep only those within a quarter of the read patch of the border
+                "max_border_shift": read_size // 4,
                 "val_experiments": [HELD_OUT_EXPERIMENT],
                 "tau_range": [0.5, 2.0],
                 "tau_decay_rate": 2.0,
