@@ -114,6 +114,12 @@ def test_report_names_settings_files_commands_and_timings(quick_demo):
     report = (output_dir / "report.md").read_text()
     assert "- demo: `quick`" in report
     assert f"- max_epochs: `{QUICK.max_epochs}`" in report
+    # regression: the summary gave limit_train_batches, not the shorter epochs the sampler made
+    (checkpoint,) = [Path(path) for path in re.findall(r"`(/[^`]+last\.ckpt)`", report)]
+    steps = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+    batches_per_epoch, remainder = divmod(steps, QUICK.max_epochs)
+    assert remainder == 0
+    assert f"trained for {QUICK.max_epochs} epochs of {batches_per_epoch} batches of {QUICK.batch_size} cells" in report
     assert f"uv run dynaclr fit -c {output_dir / 'fit.yml'}" in report
     assert f"uv run dynaclr predict -c {output_dir / 'predict_learned.yml'}" in report
     for path in re.findall(r"`(/[^`]+)`", report):
@@ -141,7 +147,8 @@ def test_embeddings_hold_every_cell_of_the_held_out_experiment(quick_demo):
     fit = yaml.safe_load((output_dir / "fit.yml").read_text())
     data = fit["data"]["init_args"]
     registry = ExperimentRegistry.from_yaml(data["experiments_yaml"]).subset([HELD_OUT_EXPERIMENT])
-    cells = MultiExperimentIndex(registry, z_range=data["z_range"], yx_patch_size=data["yx_patch_size"]).tracks
+    index_args = {key: data[key] for key in ("z_range", "yx_patch_size", "max_border_shift")}
+    cells = MultiExperimentIndex(registry, **index_args).tracks
     annotations = pd.read_csv(output_dir / "study" / HELD_OUT_EXPERIMENT / "annotations.csv")
     stores = {name: ad.read_zarr(output_dir / "embeddings" / f"{name}.zarr") for name in ("learned", "random")}
     for name, embeddings in stores.items():

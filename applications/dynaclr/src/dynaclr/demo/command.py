@@ -163,7 +163,10 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
     fit["trainer"]["accelerator"] = accelerator
     fit_yml = _write_yaml(output_dir / "fit.yml", fit)
     with _stage(2, f"Training on {accelerator.upper()}: dynaclr fit -c {fit_yml}", timings):
-        checkpoint = Path(_lightning("fit", "-c", str(fit_yml)).trainer.checkpoint_callback.last_model_path)
+        trainer = _lightning("fit", "-c", str(fit_yml)).trainer
+        checkpoint = Path(trainer.checkpoint_callback.last_model_path)
+        # the sampler's epoch can be shorter than limit_train_batches: report what training ran
+        epochs, batches_per_epoch = trainer.current_epoch, trainer.num_training_batches
 
     stores = {name: output_dir / "embeddings" / f"{name}.zarr" for name in _EMBEDDINGS}
     models = {"learned": fit["model"], "random": fit["model"], "intensity": {"class_path": _INTENSITY_MODEL}}
@@ -197,7 +200,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
         write_report(
             report,
             scores=scores,
-            summary=_summary(settings, seed, checkpoint),
+            summary=_summary(settings, seed, checkpoint, epochs, batches_per_epoch),
             settings={"demo": settings.name, "seed": seed, "accelerator": accelerator, **settings.as_dict()},
             files={
                 "synthetic study (plates, tracks, annotations)": study,
@@ -221,13 +224,13 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
     return {"scores": scores, "table": table, "report": report, "timings": timings}
 
 
-def _summary(settings: DemoSettings, seed: int, checkpoint: Path) -> str:
+def _summary(settings: DemoSettings, seed: int, checkpoint: Path, epochs: int, batches_per_epoch: int) -> str:
     from dynaclr.example_experiments import EXAMPLE_EXPERIMENTS
 
     trained = [experiment["name"] for experiment in EXAMPLE_EXPERIMENTS if experiment["name"] != HELD_OUT_EXPERIMENT]
     return (
-        f"A ContrastiveModule ({settings.backbone} encoder, NTXentHCL loss) trained for {settings.max_epochs} epochs "
-        f"of {settings.train_batches} batches of {settings.batch_size} cells on the synthetic experiments "
+        f"A ContrastiveModule ({settings.backbone} encoder, NTXentHCL loss) trained for {epochs} epochs "
+        f"of {batches_per_epoch} batches of {settings.batch_size} cells on the synthetic experiments "
         f"{' and '.join(trained)} (GFP reporter), with experiment-aware, condition-balanced, temporally enriched "
         f"batches and channel dropout of the reporter; checkpoint `{checkpoint.name}`. It then embedded every cell "
         f"of {HELD_OUT_EXPERIMENT}, an experiment it never trained on (RFP reporter, other frame interval). "

@@ -34,7 +34,8 @@ class DemoSettings:
     max_epochs : int
         Training epochs.
     train_batches : int
-        Training batches per epoch.
+        At most this many training batches per epoch (``limit_train_batches``); the sampler's epoch
+        may be shorter, and the report states the number trained.
     val_batches : int
         Validation batches per epoch (contrastive loss on the held-out experiment).
     lr : float
