@@ -1,3 +1,4 @@
+import copy
 import logging
 import pickle
 import re
@@ -312,8 +313,8 @@ def test_tables_are_not_modified(tracking_plate):
     tables = [pd.read_csv(tracking_plate.tracks_csv(name)) for name in tracking_plate.fov_names]
     copies = [table.copy() for table in tables]
     _dataset(tracking_plate, tables=tables)
-    for table, copy in zip(tables, copies, strict=True):
-        pd.testing.assert_frame_equal(table, copy)
+    for table, unchanged in zip(tables, copies, strict=True):
+        pd.testing.assert_frame_equal(table, unchanged)
 
 
 def test_missing_column_lists_columns_found(tracking_plate, tmp_path):
@@ -450,3 +451,21 @@ def test_read_error_fails_trainer_predict(corrupted_plate):
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ArrayReadError, match=_read_error_pattern(corrupted_plate)):
         trainer.predict(MeanEmbedding(), datamodule=dm)
+
+
+def test_batches_transformed_without_a_trainer_draw_new_augmentations_reproducibly(tracking_plate):
+    """Regression: without a trainer every batch was seeded as batch 0, so a loop augmented every batch alike."""
+    from monai.transforms import RandGaussianNoised
+
+    def two_batches() -> list[torch.Tensor]:
+        noise = RandGaussianNoised(keys=CHANNELS, prob=1.0, std=1.0)
+        dm = _module(tracking_plate, augmentations=[noise], return_negative=False, seed=0)
+        dm.setup("fit")
+        raw = dm.train_dataset.__getitems__([0, 1, 2, 3])
+        return [dm.on_after_batch_transfer(copy.deepcopy(raw), 0)["positive"] for _ in range(2)]
+
+    first, second = two_batches()
+    assert not torch.equal(first, second)
+    again = two_batches()
+    torch.testing.assert_close(again[0], first, rtol=0, atol=0)
+    torch.testing.assert_close(again[1], second, rtol=0, atol=0)

@@ -42,7 +42,7 @@ from viscy_data.distributed import _ShardedLoaderMixin
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
-from viscy_data.seeding import seed_current_batch
+from viscy_data.seeding import BatchSeeder
 from viscy_data.select import SelectWell
 
 __all__ = [
@@ -124,6 +124,7 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
         self.pin_memory = pin_memory
         self.prefetch_factor = prefetch_factor if num_workers > 0 else None
         self.seed = seed
+        self._batch_seeder = BatchSeeder()
 
     def _set_transforms(
         self,
@@ -182,13 +183,13 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
         """Apply the GPU transforms of the current stage to a batch already on the device.
 
         Their random draws are seeded per batch from ``(seed, epoch, rank, batch position)``
-        (:func:`~viscy_data.seeding.seed_current_batch`).
+        (:class:`~viscy_data.seeding.BatchSeeder`).
         """
         if isinstance(batch, Tensor):
             return batch
         training = self.trainer is None or self.trainer.training
         transform = self.train_gpu_transforms if training else self.val_gpu_transforms
-        seed_current_batch(transform, self.seed, self.trainer)
+        self._batch_seeder(transform, self.seed, self.trainer)
         return transform(batch)
 
 

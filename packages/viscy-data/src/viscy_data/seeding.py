@@ -16,7 +16,7 @@ draws:
   a batch then depend on nothing else: the same seed gives the same training, every rank and
   every batch its own draws, and a run resumed mid-epoch draws exactly what the uninterrupted run
   drew for the same batches. Modules with a plain DataLoader take the epoch and the position from
-  Lightning's fit loop (see :func:`seed_current_batch`); validation batches (and those of the
+  Lightning's fit loop (see :class:`BatchSeeder`); validation batches (and those of the
   other evaluation loops) use a stream of their own, keyed the same way.
 - **Per-sample CPU transforms in DataLoader worker processes** (e.g. ``HCSDataModule``):
   :class:`WorkerTransformSeeder`, the ``worker_init_fn`` of the viscy-data loaders, reseeds the
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-__all__ = ["WorkerTransformSeeder", "current_rank", "seed_current_batch", "seed_transforms"]
+__all__ = ["BatchSeeder", "WorkerTransformSeeder", "current_rank", "seed_transforms"]
 
 _VALIDATION_STREAM = (1,)
 """``SeedSequence`` spawn key of the draws of evaluation batches (training batches have none)."""
@@ -142,11 +142,8 @@ def _batch_key(trainer: Any) -> tuple[int, int, int, bool]:
     Inside ``on_after_batch_transfer`` Lightning has not yet counted the batch (its loops call
     ``increment_ready`` after the transfer), so the ``ready`` count of the running loop's batch
     progress is the batch's position in its epoch; after a mid-epoch resume the fit loop restores
-    that count to the batches completed before the checkpoint. Without a trainer, every batch is
-    training batch 0 of epoch 0.
+    that count to the batches completed before the checkpoint.
     """
-    if trainer is None:
-        return 0, current_rank(), 0, False
     if trainer.training:
         loop = trainer.fit_loop.epoch_loop
     else:  # the evaluation loop of the running trainer function (fit's validation includes the sanity check)
@@ -161,32 +158,50 @@ def _batch_key(trainer: Any) -> tuple[int, int, int, bool]:
     return trainer.current_epoch, trainer.global_rank, position, not trainer.training
 
 
-def seed_current_batch(transforms: Any, seed: int, trainer: Any) -> int:
-    """:func:`seed_transforms` for the batch a Lightning ``trainer`` is transferring now.
+class BatchSeeder:
+    """Seeds a data module's after-transfer transforms before each batch, by :func:`seed_transforms`.
 
-    For a data module's ``on_after_batch_transfer`` with a plain DataLoader: the epoch is
-    ``trainer.current_epoch``, the rank ``trainer.global_rank`` and the position the ``ready``
-    count of the running loop's batch progress (``trainer.fit_loop.epoch_loop.batch_progress``
-    while training, the evaluation loop's otherwise, with ``validation=True``), which Lightning
-    restores on a mid-epoch resume.
+    With a Lightning trainer the key is the trainer's: ``trainer.current_epoch``,
+    ``trainer.global_rank`` and the ``ready`` count of the running loop's batch progress
+    (``trainer.fit_loop.epoch_loop.batch_progress`` while training, the evaluation loop's otherwise,
+    with ``validation=True``), which Lightning restores on a mid-epoch resume. Without one (a script
+    calling ``on_after_batch_transfer`` itself), batches count as training batches ``0, 1, 2, ...``
+    of epoch 0 on this process's rank, so successive batches draw differently and the same seed
+    repeats the sequence.
 
-    Parameters
-    ----------
-    transforms : Any
-        As in :func:`seed_transforms`.
-    seed : int
-        The data module's seed.
-    trainer : lightning.pytorch.Trainer or None
-        The data module's trainer; None (no trainer attached): training batch 0 of epoch 0 of
-        this process's rank.
-
-    Returns
-    -------
-    int
-        The number of transforms reseeded.
+    Examples
+    --------
+    >>> seeder = BatchSeeder()  # doctest: +SKIP
+    >>> seeder(self._augmentation_transform, self.seed, self.trainer)  # in on_after_batch_transfer  # doctest: +SKIP
     """
-    epoch, rank, position, validation = _batch_key(trainer)
-    return seed_transforms(transforms, seed, epoch, rank, position, validation=validation)
+
+    def __init__(self) -> None:
+        self.batches_without_trainer = 0
+
+    def __call__(self, transforms: Any, seed: int, trainer: Any) -> int:
+        """Seed ``transforms`` for the batch being transferred now.
+
+        Parameters
+        ----------
+        transforms : Any
+            As in :func:`seed_transforms`.
+        seed : int
+            The data module's seed.
+        trainer : lightning.pytorch.Trainer or None
+            The data module's trainer, None when none is attached.
+
+        Returns
+        -------
+        int
+            The number of transforms reseeded.
+        """
+        if trainer is None:
+            key = (0, current_rank(), self.batches_without_trainer, False)
+            self.batches_without_trainer += 1
+        else:
+            key = _batch_key(trainer)
+        epoch, rank, position, validation = key
+        return seed_transforms(transforms, seed, epoch, rank, position, validation=validation)
 
 
 class WorkerTransformSeeder:

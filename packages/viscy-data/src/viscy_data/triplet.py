@@ -36,7 +36,7 @@ from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import TensorstoreCache, array_store_path, fov_name, open_ome_zarr
 from viscy_data.plate import PlateDataModule
 from viscy_data.read_errors import naming_read_errors
-from viscy_data.seeding import seed_current_batch
+from viscy_data.seeding import BatchSeeder
 from viscy_data.select import select_positions
 from viscy_data.thread_loader import ThreadedDataLoader
 
@@ -488,6 +488,7 @@ class TripletDataModule(PlateDataModule):
         self.normalizations = list(normalizations or [])
         self.augmentations = list(augmentations or [])
         self.augment_validation = augment_validation
+        self._batch_seeder = BatchSeeder()
         self.fit_include_wells = fit_include_wells
         self.fit_exclude_fovs = fit_exclude_fovs
         self.predict_cells = predict_cells
@@ -575,11 +576,11 @@ class TripletDataModule(PlateDataModule):
         """Normalize, augment and crop each patch key on the device, channel by channel.
 
         The augmentations are reseeded first from ``(seed, epoch, rank, batch position)``
-        (:func:`~viscy_data.seeding.seed_current_batch`).
+        (:class:`~viscy_data.seeding.BatchSeeder`).
         """
         if isinstance(batch, Tensor):
             return batch
-        seed_current_batch(self._augmentation_transform, self.seed, self.trainer)
+        self._batch_seeder(self._augmentation_transform, self.seed, self.trainer)
         for key in ("anchor", "positive", "negative"):
             if key in batch:
                 norm_meta = batch.pop(f"{key}_norm_meta", None)
