@@ -16,19 +16,20 @@ The layout is the one described in :mod:`viscy_data.normalization`::
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from viscy_data.normalization import NORMALIZATION_FIELD, compute_statistics, write_meta_field
 from viscy_data.ome_compat import open_ome_zarr
 from viscy_data.read_errors import naming_read_errors
+from viscy_utils.progress import ProgressMeter, format_count, format_duration, format_rate
 
 __all__ = ["generate_normalization_metadata", "resolve_channel_ids", "write_meta_field"]
 
@@ -101,6 +102,18 @@ def _sample_fov(name: str, image: Any, channel_ids: Sequence[int], grid_spacing:
     )
 
 
+def _wait_printing_progress(futures: Sequence[Future]) -> None:
+    """Wait for the FOV reads, printing a line every tenth of them or every minute, whichever comes first."""
+    meter = ProgressMeter(len(futures), every_n_steps=math.ceil(len(futures) / 10), every_n_seconds=60.0)
+    for future in as_completed(futures):
+        future.result()  # a failed read raises now
+        if meter.update(1) and meter.steps < meter.total:
+            count, rate = format_count(meter.steps, meter.total), format_rate(meter.rates()[0])
+            eta = format_duration(meter.eta(meter.total - meter.steps))
+            print(f"Reading FOVs {count} | {rate} FOV/s | ETA {eta}", flush=True)
+    print(f"Reading FOVs done: {meter.steps} FOVs in {format_duration(meter.elapsed)}", flush=True)
+
+
 def generate_normalization_metadata(
     zarr_dir: str | Path,
     num_workers: int = 4,
@@ -154,7 +167,8 @@ def generate_normalization_metadata(
                 executor.submit(_sample_fov, name, position["0"], ids, grid_spacing)
                 for name, position in positions.items()
             ]
-            fovs = [future.result() for future in tqdm(futures, desc="Reading FOVs", unit="FOV")]
+            _wait_printing_progress(futures)
+            fovs = [future.result() for future in futures]
         for k, channel in enumerate(ids):
             channel_name = channel_names[channel]
             per_timepoint: dict[int, list[np.ndarray]] = defaultdict(list)

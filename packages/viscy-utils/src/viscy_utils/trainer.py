@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, ProgressBar
 
+from viscy_utils.callbacks.progress_log import LogProgress
 from viscy_utils.precompute import Divisor, Subtrahend
 
 __all__ = ["VisCyTrainer"]
@@ -29,7 +32,34 @@ class VisCyTrainer(Trainer):
     The ``model`` and ``datamodule`` arguments of the extra commands are placeholders that
     :class:`~viscy_utils.cli.VisCyCLI` fills in for every subcommand; only ``export`` uses
     the model.
+
+    When stdout is not a terminal (a log file, a pipe, SLURM output), the progress bar is
+    :class:`~viscy_utils.callbacks.LogProgress`, which prints whole lines, unless
+    ``enable_progress_bar`` is False or ``callbacks`` has a progress bar of its own. On a
+    terminal Lightning's default bar stays. Other arguments are ``lightning.pytorch.Trainer``'s.
+
+    Parameters
+    ----------
+    callbacks : list of Callback or Callback, optional
+        Callbacks to add to Lightning's defaults.
+    enable_progress_bar : bool, optional
+        Whether to show progress (default True).
+    **kwargs : Any
+        The other arguments of ``lightning.pytorch.Trainer``.
     """
+
+    def __init__(
+        self,
+        *,
+        callbacks: list[Callback] | Callback | None = None,
+        enable_progress_bar: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if enable_progress_bar is not False and not sys.stdout.isatty():
+            given = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+            if not any(isinstance(callback, ProgressBar) for callback in given):
+                callbacks = [*given, LogProgress()]
+        super().__init__(callbacks=callbacks, enable_progress_bar=enable_progress_bar, **kwargs)
 
     def preprocess(
         self,
