@@ -10,6 +10,7 @@ import pytest
 
 import dynaclr
 from dynaclr.cli import COMMANDS, LIGHTNING_SUBCOMMANDS
+from viscy_utils.cli import SUBCOMMAND_HELP
 from viscy_utils.testing.fixtures import run_command
 
 from .conftest import CONFIGS
@@ -54,9 +55,67 @@ def test_every_command_is_listed_in_order():
     assert listed == [*LIGHTNING_SUBCOMMANDS, *COMMANDS]
 
 
+_HELP_AND_HEAVY_MODULES = """
+import sys
+from dynaclr.cli import main
+sys.argv[0] = "dynaclr"
+try:
+    main()
+except SystemExit as exit:
+    status = exit.code
+else:
+    status = 0
+print("HEAVY_MODULES", *sorted(m for m in ("torch", "monai") if m in sys.modules), file=sys.stderr)
+sys.exit(status)
+"""
+"""Runs ``dynaclr ARGS`` as the console script does, then names the heavy modules it imported."""
+
+
+def _dynaclr_in_a_fresh_process(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``dynaclr ARGS`` in a fresh interpreter; return the process and which of torch and MONAI it imported."""
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_AND_HEAVY_MODULES, *args], capture_output=True, text=True, timeout=300
+    )
+    (report,) = [line for line in result.stderr.splitlines() if line.startswith("HEAVY_MODULES")]
+    return result, report.split()[1:]
+
+
+@pytest.mark.parametrize("name", list(LIGHTNING_SUBCOMMANDS))
+def test_lightning_subcommand_help_is_static_and_imports_neither_torch_nor_monai(name, tmp_path):
+    # regression: `dynaclr fit --help` imported torch, Lightning and MONAI first (about 15 s)
+    config = tmp_path / f"{name}.yml"
+    config.write_text("trainer: {max_epochs: 1}\n")
+    for args in ([name, "--help"], [name, "-c", str(config), "--help"]):
+        result, heavy = _dynaclr_in_a_fresh_process(*args)
+        assert result.returncode == 0, result.stderr
+        assert heavy == []
+        assert result.stdout.startswith(f"usage: dynaclr {name} ")
+        assert SUBCOMMAND_HELP[name] in result.stdout
+        for option in ("-c, --config", "--print_config", "--trainer.KEY VALUE", "--model", "--data", "--ckpt_path"):
+            assert option in result.stdout
+        assert f"`dynaclr {name} --help-all`" in result.stdout
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_command_help_imports_neither_torch_nor_monai(name):
+    # regression: the linear-classifier commands imported MONAI (through viscy_data) and torch for --help
+    from dynaclr.cli import dynaclr as group
+
+    result, heavy = _dynaclr_in_a_fresh_process(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert heavy == []
+    assert result.stdout.startswith(f"Usage: dynaclr {name} ")
+    command = group.commands[name]._load()
+    description = command.help.split("\n\n")[0]
+    assert " ".join(description.split()) in " ".join(result.stdout.split())
+    for parameter in command.params:
+        for option in parameter.opts:
+            assert option in result.stdout
+
+
 @pytest.mark.slow
-def test_fit_help_is_the_lightning_cli_help():
-    result = run_command("dynaclr.cli", "fit", "--help")
+def test_fit_help_all_is_the_lightning_cli_help():
+    result = run_command("dynaclr.cli", "fit", "--help-all")
     assert result.returncode == 0, result.stderr
     assert "--trainer.max_epochs" in result.stdout
     assert "--model" in result.stdout

@@ -1,4 +1,8 @@
+import inspect
 import logging
+import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -9,15 +13,16 @@ import yaml
 
 from viscy_data.normalization import read_norm_meta
 from viscy_data.ome_compat import open_ome_zarr
-from viscy_utils.cli import LOG_LEVEL_ENV, VISCY_SUBCOMMANDS
+from viscy_utils.cli import LOG_LEVEL_ENV, SUBCOMMAND_HELP, VISCY_SUBCOMMANDS
+from viscy_utils.cli_help import HELP_ALL_OPTION, SUBCOMMAND_ARGUMENTS, subcommand_help
 
 
 @pytest.mark.slow
-def test_fit_help_in_a_subprocess(run_viscy):
-    result = run_viscy("fit", "--help")
+def test_fit_help_all_in_a_subprocess_is_the_lightning_cli_help(run_viscy):
+    result = run_viscy("fit", "--help-all")
     assert result.returncode == 0, result.stderr
     assert "--model" in result.stdout
-    assert "--trainer" in result.stdout
+    assert "--trainer.max_epochs" in result.stdout
     assert "default: 42" in result.stdout  # seed_everything
 
 
@@ -524,6 +529,100 @@ def test_static_help_lists_the_subcommands_of_the_lightning_cli():
     from viscy_utils.cli import SUBCOMMAND_HELP, VisCyCLI
 
     assert list(SUBCOMMAND_HELP) == list(VisCyCLI.subcommands())
+
+
+_HELP_AND_HEAVY_MODULES = """
+import sys
+from viscy_utils.cli import main
+sys.argv[0] = "viscy"
+try:
+    main()
+except SystemExit as exit:
+    status = exit.code
+else:
+    status = 0
+print("HEAVY_MODULES", *sorted(m for m in ("torch", "monai") if m in sys.modules), file=sys.stderr)
+sys.exit(status)
+"""
+"""Runs ``viscy ARGS`` as the console script does, then names the heavy modules it imported."""
+
+
+def _viscy_in_a_fresh_process(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``viscy ARGS`` in a fresh interpreter; return the process and which of torch and MONAI it imported."""
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_AND_HEAVY_MODULES, *args], capture_output=True, text=True, timeout=300
+    )
+    (report,) = [line for line in result.stderr.splitlines() if line.startswith("HEAVY_MODULES")]
+    return result, report.split()[1:]
+
+
+@pytest.mark.parametrize("subcommand", list(SUBCOMMAND_HELP))
+def test_subcommand_help_is_static_and_imports_neither_torch_nor_monai(subcommand):
+    result, heavy = _viscy_in_a_fresh_process(subcommand, "--help")
+    assert result.returncode == 0, result.stderr
+    assert heavy == []
+    assert result.stdout.startswith(f"usage: viscy {subcommand} ")
+    assert SUBCOMMAND_HELP[subcommand] in result.stdout
+    for option in ("-c, --config", "--print_config", "--seed_everything", "--trainer.KEY VALUE", "--help-all"):
+        assert option in result.stdout
+    for argument in SUBCOMMAND_ARGUMENTS[subcommand]:
+        assert f"--{argument.name} {argument.metavar}" in result.stdout
+    assert ("--model CLASS_PATH" in result.stdout) == (subcommand in ("fit", "validate", "test", "predict", "export"))
+    assert ("--data CLASS_PATH" in result.stdout) == (subcommand in ("fit", "validate", "test", "predict"))
+    assert f"`viscy {subcommand} --help-all`" in result.stdout
+
+
+def test_help_after_a_config_is_the_static_help(tmp_path):
+    config = tmp_path / "fit.yml"
+    config.write_text(yaml.safe_dump(_tiny_fit_settings(tmp_path)))
+    for args in (["fit", "-c", str(config), "--help"], ["-c", str(config), "fit", "-h"]):
+        result, heavy = _viscy_in_a_fresh_process(*args)
+        assert result.returncode == 0, result.stderr
+        assert heavy == []
+        assert result.stdout.startswith("usage: viscy fit ")
+
+
+@pytest.mark.parametrize("subcommand", list(SUBCOMMAND_HELP))
+def test_static_arguments_are_those_of_the_trainer_method(subcommand):
+    # the static help cannot drift from the signatures that the Lightning CLI turns into options
+    from viscy_utils.cli import VisCyCLI
+    from viscy_utils.trainer import VisCyTrainer
+
+    filled_in_by_the_cli = VisCyCLI.subcommands()[subcommand]
+    parameters = [
+        parameter
+        for name, parameter in inspect.signature(getattr(VisCyTrainer, subcommand)).parameters.items()
+        if name != "self" and name not in filled_in_by_the_cli
+    ]
+    assert [(argument.name, argument.default) for argument in SUBCOMMAND_ARGUMENTS[subcommand]] == [
+        (parameter.name, parameter.default) for parameter in parameters
+    ]
+
+
+@pytest.mark.parametrize("subcommand", list(SUBCOMMAND_HELP))
+def test_static_help_names_only_options_of_the_lightning_cli(viscy, capsys, subcommand):
+    static = subcommand_help(subcommand)
+    with pytest.raises(SystemExit) as exit_info:
+        viscy(subcommand, "--help")
+    assert exit_info.value.code == 0
+    lightning = capsys.readouterr().out
+    options = re.findall(r"^  (-[-\w.]+)", static, flags=re.MULTILINE)
+    assert "--ckpt_path" in options or subcommand not in ("fit", "validate", "test", "predict")
+    for option in options:
+        if option != HELP_ALL_OPTION:
+            assert option.removesuffix("KEY") in lightning, option
+    assert "default: 42" in lightning  # the seed_everything default that the static help states
+
+
+def test_help_all_hands_help_to_the_lightning_cli(monkeypatch):
+    from viscy_utils import cli_help
+
+    calls = []
+    monkeypatch.setattr(cli_help, "run_cli", calls.append)
+    assert cli_help.show_help_if_asked(["fit", "-c", "fit.yml", "--help-all"])
+    assert calls == [["fit", "-c", "fit.yml", "--help"]]
+    assert not cli_help.show_help_if_asked(["fit", "-c", "fit.yml"])
+    assert cli_help.static_help(["fitt", "--help"]) is None  # Lightning names the valid subcommands
 
 
 @pytest.mark.slow

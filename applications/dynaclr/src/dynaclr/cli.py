@@ -7,9 +7,11 @@ Usage::
     dynaclr demo                           # the whole workflow on a synthetic study
     dynaclr train-linear-classifier -c linear_classifier.yml
     dynaclr --help                         # answers without importing torch
+    dynaclr fit --help                     # the main options, also without torch; --help-all: Lightning's
 
 ``fit``, ``validate``, ``test`` and ``predict`` hand their arguments to the ``viscy`` Lightning
-CLI (:func:`viscy_utils.cli.main`), which reports a configuration error as one line. The
+CLI (:func:`viscy_utils.cli.main`), which reports a configuration error as one line, answers
+``--help`` from :mod:`viscy_utils.cli_help` and hands ``--help-all`` to Lightning. The
 other commands are registered by import path and imported only when they run or show their
 own help, so listing them stays fast and a command whose optional dependencies are missing
 says which extra to install.
@@ -127,7 +129,7 @@ class LazyCommand(click.Command):
 
 
 class _LightningCommand(click.Command):
-    """Hands every argument, ``--help`` included, to the ``viscy`` Lightning CLI."""
+    """Hands every argument, ``--help`` and ``--help-all`` included, to :func:`viscy_utils.cli.main`."""
 
     def __init__(self, name: str, short_help: str) -> None:
         super().__init__(

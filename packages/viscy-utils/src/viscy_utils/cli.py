@@ -31,7 +31,16 @@ import yaml
 if TYPE_CHECKING:
     from viscy_utils.lightning_cli import VisCyCLI
 
-__all__ = ["DESCRIPTION", "LOG_LEVEL_ENV", "SUBCOMMAND_HELP", "ConfigError", "VisCyCLI", "main", "run_cli"]
+__all__ = [
+    "DESCRIPTION",
+    "LOG_LEVEL_ENV",
+    "SUBCOMMAND_HELP",
+    "ArgumentsError",
+    "ConfigError",
+    "VisCyCLI",
+    "main",
+    "run_cli",
+]
 
 LOG_LEVEL_ENV = "VISCY_LOG_LEVEL"
 """Environment variable with the log level of the ``viscy`` command (default ``INFO``; ``DEBUG`` shows tracebacks)."""
@@ -58,7 +67,6 @@ _MODEL_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "convert_to_ann
 _DATA_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "export", "convert_to_anndata"})
 _CONFIG_OPTIONS = frozenset({"-c", "--config"})
 """The options before the subcommand that take a value (LightningCLI's config files)."""
-_HELP_OPTIONS = frozenset({"-h", "--help"})
 
 _OWN_PACKAGES = ("viscy_utils", "viscy_data", "viscy_transforms", "viscy_models", "dynaclr")
 """Packages whose loggers follow ``VISCY_LOG_LEVEL`` and whose input errors are reported in one line."""
@@ -96,6 +104,14 @@ class ConfigError(ValueError):
     def __init__(self, error: BaseException) -> None:
         self.cause = _unwrap_parser_errors(error)
         super().__init__(_one_line(self.cause))
+
+
+class ArgumentsError(ValueError):
+    """The command line or a configuration file does not parse (an unknown key, a value of the wrong type).
+
+    The message is one line, naming the closest valid key of an unknown one
+    (:func:`viscy_utils.argument_errors.describe_argument_error`).
+    """
 
 
 def _innermost_module(error: BaseException) -> str:
@@ -171,27 +187,6 @@ def _subcommand(args: Sequence[str], read_configs: bool = True) -> str | None:
     return _config_subcommand(config_files) if read_configs else None
 
 
-def _wants_top_level_help(args: Sequence[str]) -> bool:
-    """Whether ``args`` ask for ``viscy --help`` (or are empty)."""
-    return not args or (_subcommand(args, read_configs=False) is None and bool(_HELP_OPTIONS & set(args)))
-
-
-def _top_level_help(prog: str = "viscy") -> str:
-    """Return the top-level help of the command, from :data:`SUBCOMMAND_HELP` (imports nothing heavy)."""
-    width = max(map(len, SUBCOMMAND_HELP)) + 4
-    subcommands = "\n".join(f"  {name:<{width}}{text}" for name, text in SUBCOMMAND_HELP.items())
-    return (
-        f"usage: {prog} [-h] [-c CONFIG] SUBCOMMAND ...\n\n"
-        f"{DESCRIPTION}\n\n"
-        f"subcommands:\n{subcommands}\n\n"
-        "options:\n"
-        f"  {'-h, --help':<{width}}Show this help message and exit.\n"
-        f"  {'-c, --config CONFIG':<{width}}Configuration file (YAML) with a section per subcommand.\n\n"
-        f"Run `{prog} SUBCOMMAND --help` for the options of a subcommand, e.g. `{prog} fit --help`.\n"
-        f"{LOG_LEVEL_ENV} sets the log level (default INFO; DEBUG also shows the traceback of errors).\n"
-    )
-
-
 class _DropRecords(logging.Filter):
     """Drops log records whose message matches a regular expression."""
 
@@ -222,8 +217,9 @@ def _third_party_noise_silenced() -> Iterator[None]:
 def run_cli(args: Sequence[str] | None = None) -> VisCyCLI:
     """Parse ``args`` (``sys.argv[1:]`` when None), run the chosen subcommand and return the CLI.
 
-    Errors propagate: :class:`ConfigError` when a configured class fails to instantiate,
-    ``SystemExit`` when the arguments do not parse. :func:`main` reports them instead.
+    Errors propagate: :class:`ArgumentsError` when the arguments or config files do not parse,
+    :class:`ConfigError` when a configured class fails to instantiate. :func:`main` reports
+    them instead.
 
     Parameters
     ----------
@@ -239,6 +235,8 @@ def run_cli(args: Sequence[str] | None = None) -> VisCyCLI:
     ------
     ValueError
         If ``VISCY_LOG_LEVEL`` is not a log level.
+    ArgumentsError
+        If the arguments or config files do not parse.
     ConfigError
         If a class named in the configuration fails to instantiate.
     """
@@ -271,33 +269,58 @@ def run_cli(args: Sequence[str] | None = None) -> VisCyCLI:
 def _reportable_cause(error: Exception) -> BaseException | None:
     """Return the error to report in one line, or None when its traceback is needed.
 
-    Configuration errors are always reportable; while a subcommand runs, so are input errors
-    (bad values, missing or existing paths) that VisCy's own validation raised.
+    Argument and configuration errors are always reportable, and so are image read errors
+    (:class:`~viscy_data.read_errors.ArrayReadError`, which names the store, FOV and time point,
+    also when a DataLoader worker raised it); while a subcommand runs, so are input errors (bad
+    values, missing or existing paths) that VisCy's own validation raised.
     """
+    from viscy_data.read_errors import ArrayReadError
+
     if isinstance(error, ConfigError):
         return error.cause
+    if isinstance(error, ArgumentsError | ArrayReadError):
+        return error
     if isinstance(error, _INPUT_ERRORS) and _raised_by(error, _OWN_PACKAGES):
         return error
     return None
 
 
+def _last_line(error: BaseException) -> str:
+    """Return the line that reports ``error``: ``"ValueError: message"``, as the last line of a traceback reads.
+
+    An error re-raised from a DataLoader worker gives the original's line; an :class:`ArgumentsError`, its message.
+    """
+    message = str(error)
+    if isinstance(error, ArgumentsError):  # says what is wrong in the user's words, without a class name
+        return message
+    if "\nOriginal Traceback" not in message:
+        return _one_line(error)
+    # torch's ExceptionWrapper puts the worker's traceback into the message; its last line is the error's
+    qualified_name, _, text = message.rstrip().splitlines()[-1].partition(": ")
+    return f"{qualified_name.rpartition('.')[2]}: {text}"
+
+
 def main(args: Sequence[str] | None = None) -> None:
-    """Run the ``viscy`` command line, reporting configuration and input errors in one line.
+    """Run the ``viscy`` command line, reporting argument, configuration, input and read errors in one line.
 
     ``viscy``, ``viscy -h`` and ``viscy --help`` list the subcommands of
-    :data:`SUBCOMMAND_HELP` without importing torch. Any other ``args`` go to
-    :func:`run_cli`. When a configured class fails to instantiate, or a subcommand fails on
-    a bad input that VisCy validates, the last line of stderr is the cause
-    (``ValueError: ...``) and the exit status is 1; with ``VISCY_LOG_LEVEL=DEBUG`` the error
-    is raised with its traceback instead. Other errors keep their traceback.
+    :data:`SUBCOMMAND_HELP`, and ``viscy SUBCOMMAND --help`` shows a subcommand's main options,
+    without importing torch; ``--help-all`` asks the Lightning CLI for its complete help
+    (see :mod:`viscy_utils.cli_help`). Any other ``args`` go to
+    :func:`run_cli`. When the arguments do not parse, a configured class fails to
+    instantiate, a subcommand fails on a bad input that VisCy validates, or an image cannot be
+    read, the last line of stderr is the cause (``ValueError: ...``) and the exit status is 1;
+    with ``VISCY_LOG_LEVEL=DEBUG`` the error is raised with its traceback instead. Other errors
+    keep their traceback.
 
     Parameters
     ----------
     args : sequence of str, optional
         Command-line arguments, e.g. ``["fit", "-c", "fit.yml"]``; ``sys.argv[1:]`` when None.
     """
-    if _wants_top_level_help(sys.argv[1:] if args is None else args):
-        print(_top_level_help(), end="")
+    from viscy_utils.cli_help import show_help_if_asked  # imports this module: not at its top
+
+    if show_help_if_asked(sys.argv[1:] if args is None else args):
         return
     try:
         run_cli(args)
@@ -305,9 +328,14 @@ def main(args: Sequence[str] | None = None) -> None:
         cause = _reportable_cause(error)
         if cause is None or os.environ.get(LOG_LEVEL_ENV, "").upper() == "DEBUG":
             raise
-        stage = "instantiating the configured classes" if isinstance(error, ConfigError) else "running the command"
+        if isinstance(error, ArgumentsError):
+            stage = "reading the arguments and configuration"
+        elif isinstance(error, ConfigError):
+            stage = "instantiating the configured classes"
+        else:
+            stage = "running the command"
         print(f"Error while {stage} (set {LOG_LEVEL_ENV}=DEBUG to see the traceback):", file=sys.stderr)
-        print(_one_line(cause), file=sys.stderr)
+        print(_last_line(cause), file=sys.stderr)
         sys.exit(1)
 
 

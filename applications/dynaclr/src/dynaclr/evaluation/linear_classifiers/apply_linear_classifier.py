@@ -9,7 +9,6 @@ import click
 
 from dynaclr.evaluation.linear_classifiers._config import config_option, load_validated_config, user_errors
 from viscy_utils.cli_utils import format_markdown_table
-from viscy_utils.evaluation.linear_classifier import predict_from_config
 from viscy_utils.evaluation.linear_classifier_config import LinearClassifierInferenceConfig
 
 __all__ = ["format_summary", "main", "pipeline_source", "predicted_tasks"]
@@ -109,6 +108,8 @@ def main(config_path: Path) -> None:
     (pipeline_dir, or wandb_project + model_name), embeddings_path, output_path (a new store;
     writing into embeddings_path itself needs overwrite: true) and include_wells.
     """
+    from viscy_utils.evaluation.linear_classifier import predict_from_config
+
     config = load_validated_config(config_path, LinearClassifierInferenceConfig)
     written_to = config.output_path or config.embeddings_path
     source = pipeline_source(config)

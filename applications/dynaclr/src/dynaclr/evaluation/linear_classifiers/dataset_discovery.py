@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pandas as pd
 import yaml
 
 from dynaclr.evaluation._output import refuse_existing, write_files
@@ -125,6 +124,8 @@ def annotation_classes(csv_path: Path) -> dict[str, list[str]]:
         For each task column present (see :data:`TASKS`), its sorted distinct labels, without
         NaN and ``"unknown"`` (which training drops).
     """
+    import pandas as pd
+
     table = pd.read_csv(csv_path, usecols=lambda column: column in TASKS)
     classes = {}
     for task in (task for task in TASKS if task in table.columns):

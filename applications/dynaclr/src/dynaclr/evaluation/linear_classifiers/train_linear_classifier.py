@@ -9,7 +9,6 @@ import click
 
 from dynaclr.evaluation.linear_classifiers._config import config_option, load_validated_config, user_errors
 from viscy_utils.cli_utils import format_markdown_table
-from viscy_utils.evaluation.linear_classifier import classifier_model_name, train_from_config
 from viscy_utils.evaluation.linear_classifier_config import LinearClassifierTrainConfig
 
 __all__ = ["format_metrics", "main"]
@@ -59,6 +58,8 @@ def main(config_path: Path) -> None:
     the training datasets (embeddings zarr + annotations CSV), preprocessing and classifier
     settings, and where to keep the pipeline (output_dir and/or wandb_project).
     """
+    from viscy_utils.evaluation.linear_classifier import classifier_model_name, train_from_config
+
     config = load_validated_config(config_path, LinearClassifierTrainConfig)
     name = classifier_model_name(config.model_dump())
     click.echo(
