@@ -8,6 +8,7 @@ import pytest
 from lightning.pytorch import Trainer
 
 from dynaclr.example_data import write_example_plate
+from dynaclr.example_experiments import write_example_experiments
 from viscy_utils.testing.fixtures import run_command, run_viscy, synthetic_plate, viscy  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -56,3 +57,19 @@ def cpu_trainer(root: Path, **kwargs) -> Trainer:
         "default_root_dir": root,
     }
     return Trainer(**{**defaults, **kwargs})
+
+
+@pytest.fixture(scope="session")
+def experiments_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding ``synthetic/experiments/`` as experiments.yml expects it; read-only."""
+    root = tmp_path_factory.mktemp("experiments")
+    write_example_experiments(root / "synthetic" / "experiments")
+    return root
+
+
+@pytest.fixture
+def experiments_workdir(experiments_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory whose ``synthetic`` links to the shared example experiments."""
+    (tmp_path / "synthetic").symlink_to(experiments_dir / "synthetic", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import textwrap
-from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
@@ -19,7 +18,6 @@ from torch import nn
 
 from dynaclr.datamodule import MultiExperimentDataModule
 from dynaclr.engine import ContrastiveModule
-from dynaclr.example_experiments import write_example_experiments
 from dynaclr.loss import NTXentHCL
 from viscy_data import FlexibleBatchSampler
 from viscy_transforms import BatchedRandAffined, BatchedRandGaussianNoised
@@ -29,22 +27,6 @@ from .conftest import CONFIGS, FIXTURES, cpu_trainer
 
 MULTI_FIT = [str(CONFIGS / "multi_experiment_fit.yml"), str(CONFIGS / "multi_experiment_fit_synthetic_cpu.yml")]
 COMMITTED_EXPERIMENTS = f"--data.init_args.experiments_yaml={CONFIGS / 'experiments.yml'}"
-
-
-@pytest.fixture(scope="session")
-def experiments_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding ``synthetic/experiments/`` as experiments.yml expects it; read-only."""
-    root = tmp_path_factory.mktemp("experiments")
-    write_example_experiments(root / "synthetic" / "experiments")
-    return root
-
-
-@pytest.fixture
-def experiments_workdir(experiments_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working directory whose ``synthetic`` links to the shared example experiments."""
-    (tmp_path / "synthetic").symlink_to(experiments_dir / "synthetic", target_is_directory=True)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def _config_args(paths: list[str]) -> list[str]:

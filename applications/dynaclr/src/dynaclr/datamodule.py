@@ -435,8 +435,23 @@ temporal_global_fraction, experiment_weights, condition_ratio
     def state_dict(self) -> dict[str, Any]:
         """Position of the training sampler: ``{"sampler": {epoch, batches_yielded, num_replicas}}``."""
         if self._train_batches is not None:
-            return {"sampler": self._train_batches.state_dict()}
+            state = self._train_batches.state_dict()
+            state["batches_yielded"] -= self._batches_in_flight()
+            return {"sampler": state}
         return {"sampler": dict(self._sampler_state)} if self._sampler_state is not None else {}
+
+    def _batches_in_flight(self) -> int:
+        """Count the batches transferred for training whose step has not finished (1 when saving on an interruption).
+
+        A checkpoint written while a step runs (Ctrl-C, SIGTERM, a failure: ``ResumableCheckpoint``) records the
+        loop's progress without that step, whose batch ``on_after_batch_transfer`` already counted as consumed;
+        Lightning counts a batch as ready right after its transfer and as processed after its step.
+        """
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return 0
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return progress.ready - progress.processed
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume the training sampler at a saved position (applied when the training loader is built)."""
@@ -454,12 +469,12 @@ temporal_global_fraction, experiment_weights, condition_ratio
             return batch
         trainer = self.trainer
         training = trainer is not None and trainer.training
-        if training and not trainer.sanity_checking and self._train_batches is not None:
+        counted = training and not trainer.sanity_checking and self._train_batches is not None
+        if counted:
             # the sampler's own epoch and count of consumed batches: they resume with it
             random_transforms = [self.channel_dropout, *self.augmentations]
             _, rank = self._rank()
             seed_transforms(random_transforms, self.seed, self._train_batches.epoch, rank, self._train_batches.consumed)
-            self._train_batches.consumed += 1
         transform = self._augmentation_transform if training else self._no_augmentation_transform
         for key in _PATCH_KEYS:
             if key not in batch:
@@ -468,4 +483,6 @@ temporal_global_fraction, experiment_weights, condition_ratio
             if isinstance(patches, MetaTensor):
                 patches = patches.as_tensor()
             batch[key] = self.channel_dropout.train(training)(patches) if key != "negative" else patches
+        if counted:  # last, so that a batch whose transforms failed is not counted
+            self._train_batches.consumed += 1
         return batch
