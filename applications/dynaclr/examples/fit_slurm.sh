@@ -48,11 +48,17 @@ fi
 
 # A requeued run resumes from the newest HPC checkpoint. Lightning would pick it by itself when
 # the config sets no ckpt_path; `--ckpt_path hpc` also overrides a config's ckpt_path (e.g. a
-# checkpoint to start from), which belongs to the first run only.
+# checkpoint to start from), which belongs to the first run only. A job that SLURM requeued
+# without one (preemption, a failed node) continues from the config's last.ckpt instead, which
+# ResumableCheckpoint writes during training and on SIGTERM (`--ckpt_path last`: the newest in
+# the logger's run directory, so give each training its own logger version, as fit.yml does).
 RESUME=()
 if compgen -G "$RUN_DIR/hpc_ckpt_*.ckpt" >/dev/null; then
     RESUME=(--ckpt_path hpc)
     echo "Resuming from the newest HPC checkpoint in $RUN_DIR"
+elif [[ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]]; then
+    RESUME=(--ckpt_path last)
+    echo "Requeued (restart $SLURM_RESTART_COUNT) without an HPC checkpoint: resuming from the config's last.ckpt"
 fi
 mkdir -p "$RUN_DIR"
 echo "Training on $SLURM_NNODES node(s) x $SLURM_NTASKS_PER_NODE GPU(s), config $CONFIG, run directory $RUN_DIR"

@@ -233,6 +233,16 @@ def test_fit_slurm_resumes_a_requeued_job_from_its_hpc_checkpoint(fake_slurm, tm
     assert "Resuming" in result.stdout
 
 
+def test_fit_slurm_resumes_a_job_requeued_without_hpc_checkpoint_from_last(fake_slurm, tmp_path):
+    run_dir = tmp_path / "slurm_runs" / "dynaclr_fit" / "4242"
+    result, argv = fake_slurm("fit_slurm.sh", SLURM_RESTART_COUNT="1")
+    assert result.returncode == 0, result.stderr
+    assert argv[-4:] == ["--trainer.default_root_dir", str(run_dir), "--ckpt_path", "last"]
+    assert "restart 1" in result.stdout
+    _, argv = fake_slurm("fit_slurm.sh", SLURM_RESTART_COUNT="0")  # the first run starts afresh
+    assert argv[-1] == str(run_dir)
+
+
 def test_fit_slurm_refuses_more_gpus_than_tasks(fake_slurm):
     result, argv = fake_slurm("fit_slurm.sh", tasks_per_node=2, gpus_on_node=4)
     assert result.returncode == 1

@@ -35,7 +35,8 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
         The study's ``experiments.yml``.
     run_dir : Path
         Where logs and checkpoints go: ``<run_dir>/version_<n>/checkpoints/last.ckpt``, a new version
-        for each run.
+        for each run; ``last.ckpt`` is also written when training is interrupted, and
+        ``--ckpt_path last`` continues the newest version that has one.
     seed : int
         Seed of the weights' initialisation, the sampler, the positives and the augmentations.
 
@@ -65,8 +66,8 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
             },
             "callbacks": [
                 {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"save_last": True, "save_top_k": 0},
+                    "class_path": "viscy_utils.callbacks.ResumableCheckpoint",
+                    "init_args": {"save_top_k": 0},
                 }
             ],
         },
