@@ -5,7 +5,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from lightning.pytorch import Trainer
+from torch import nn
+from torch.utils.data import Dataset
 
 from dynaclr.example_data import write_example_plate
 from dynaclr.example_experiments import write_example_experiments
@@ -73,3 +76,29 @@ def experiments_workdir(experiments_dir: Path, tmp_path: Path, monkeypatch: pyte
     (tmp_path / "synthetic").symlink_to(experiments_dir / "synthetic", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+class PairsDataset(Dataset):
+    """16 fixed random ``(1, 2, 8, 8)`` anchors, each with a brightness-shifted positive."""
+
+    def __init__(self) -> None:
+        self.images = torch.rand(16, 1, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"anchor": self.images[index], "positive": self.images[index] * 0.9 + 0.05}
+
+
+class TinyEncoder(nn.Module):
+    """An encoder of ``PairsDataset`` images: 8 features, 4-dimensional projections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Linear(8, 8)
+        self.projection = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(nn.functional.adaptive_avg_pool3d(x, (2, 2, 2)).flatten(1))
+        return features, self.projection(features)

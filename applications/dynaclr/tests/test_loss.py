@@ -13,11 +13,13 @@ from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
 from pytorch_metric_learning.losses import NTXentLoss
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 import dynaclr
 from dynaclr.engine import ContrastiveModule, ntxent_labels
 from dynaclr.loss import NTXentHCL
+
+from .conftest import PairsDataset, TinyEncoder
 
 
 def _batch(batch_size: int = 16, dim: int = 128, seed: int = 42) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,30 +319,8 @@ def test_gather_distributed_without_a_process_group_is_the_local_loss():
     )
 
 
-class _Pairs(Dataset):
-    def __init__(self) -> None:
-        self.images = torch.rand(16, 1, 2, 8, 8, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"anchor": self.images[index], "positive": self.images[index] * 0.9 + 0.05}
-
-
-class _TinyEncoder(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Linear(8, 8)
-        self.projection = nn.Linear(8, 4)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(nn.functional.adaptive_avg_pool3d(x, (2, 2, 2)).flatten(1))
-        return features, self.projection(features)
-
-
 def test_drop_in_loss_of_contrastive_module_trains(tmp_path):
-    module = ContrastiveModule(_TinyEncoder(), loss_function=NTXentHCL(temperature=0.1, beta=0.5), lr=1e-2)
+    module = ContrastiveModule(TinyEncoder(), loss_function=NTXentHCL(temperature=0.1, beta=0.5), lr=1e-2)
     before = [parameter.detach().clone() for parameter in module.parameters()]
     trainer = Trainer(
         accelerator="cpu",
@@ -351,7 +331,7 @@ def test_drop_in_loss_of_contrastive_module_trains(tmp_path):
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, DataLoader(_Pairs(), batch_size=4), DataLoader(_Pairs(), batch_size=4))
+    trainer.fit(module, DataLoader(PairsDataset(), batch_size=4), DataLoader(PairsDataset(), batch_size=4))
     assert trainer.state.finished
     assert math.isfinite(trainer.callback_metrics["loss/val"].item())
     assert any(not torch.equal(old, new) for old, new in zip(before, module.parameters(), strict=True))

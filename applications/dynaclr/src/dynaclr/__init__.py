@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "ClassificationModule": "dynaclr.classification",
     "ClassificationPredictionWriter": "dynaclr.classification",
     "NTXentHCL": "dynaclr.loss",
+    "TemperatureSchedule": "dynaclr.temperature",
     "sample_tau": "dynaclr.tau_sampling",
     "ExperimentConfig": "dynaclr.experiment",
     "ExperimentRegistry": "dynaclr.experiment",
