@@ -8,6 +8,14 @@ run, at prob=1 (every sample is transformed). Prints the median over the repeats
     uv run python benchmarks/transforms.py --device cuda --repeats 20
 
 MONAI runs with metadata tracking off (plain tensors), which is its fastest mode.
+
+``--part quantile`` times the per-sample percentiles instead: ``batched_quantiles`` (exact sample
+and bracket selection) against the two-``kthvalue`` implementation it replaced, kept here as the
+baseline and measured in the same run (the results are checked to be equal). Its batch defaults
+to (64, 1, 30, 384, 384); pass a smaller ``--batch-size`` for a quick run:
+
+    uv run python benchmarks/transforms.py --part quantile --device cuda
+    uv run python benchmarks/transforms.py --part quantile --batch-size 4 --repeats 3
 """
 
 from __future__ import annotations
@@ -18,11 +26,19 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from monai.data import set_track_meta
 from monai.transforms import RandAdjustContrast, RandAffine, RandFlip, RandGaussianNoise
 
-from viscy_transforms import BatchedRandAdjustContrast, BatchedRandAffined, BatchedRandFlip, BatchedRandGaussianNoise
+import viscy_transforms._percentile as percentile
+from viscy_transforms import (
+    BatchedRandAdjustContrast,
+    BatchedRandAffined,
+    BatchedRandFlip,
+    BatchedRandGaussianNoise,
+    BatchedScaleIntensityRangePercentiles,
+)
 
 Run = Callable[[torch.Tensor], object]
 
@@ -51,6 +67,79 @@ def per_sample(transform: Callable[[torch.Tensor], object]) -> Run:
     return lambda batch: [transform(sample) for sample in batch]
 
 
+def kthvalue_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """Baseline: the ``batched_quantile`` that ``batched_quantiles`` replaced (two kthvalue calls)."""
+    position = q * (values.shape[-1] - 1)
+    below = int(np.floor(position))
+    above = min(below + 1, values.shape[-1] - 1)
+    low = values.kthvalue(below + 1, dim=-1).values
+    weight = position - below
+    if weight == 0:
+        return low
+    high = values.kthvalue(above + 1, dim=-1).values
+    return low + weight * (high - low)
+
+
+def kthvalue_quantiles(values: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
+    return torch.stack([kthvalue_quantile(values, q) for q in qs])
+
+
+def quantile_configurations() -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor], Run, Run]]:
+    """(name, batch maker, new call, kthvalue call); quantiles per sample, as the transform takes them."""
+    transform = BatchedScaleIntensityRangePercentiles(lower=50, upper=99, b_min=0.0, b_max=1.0)
+
+    def with_kthvalue(batch: torch.Tensor) -> torch.Tensor:
+        new, percentile.batched_quantiles = percentile.batched_quantiles, kthvalue_quantiles
+        try:
+            return transform(batch)
+        finally:
+            percentile.batched_quantiles = new
+
+    def camera(batch: torch.Tensor) -> torch.Tensor:
+        return (batch * 48 + 100).round()  # integer counts around a background: many ties
+
+    def per_sample(batch: torch.Tensor) -> torch.Tensor:
+        return batch.reshape(batch.shape[0], -1)
+
+    def uniform(batch: torch.Tensor) -> torch.Tensor:
+        return batch
+
+    return [
+        (
+            "q 0.99, uniform",
+            uniform,
+            lambda x: percentile.batched_quantile(per_sample(x), 0.99),
+            lambda x: kthvalue_quantile(per_sample(x), 0.99),
+        ),
+        (
+            "q 0.5 + 0.99, uniform",
+            uniform,
+            lambda x: percentile.batched_quantiles(per_sample(x), (0.5, 0.99)),
+            lambda x: kthvalue_quantiles(per_sample(x), (0.5, 0.99)),
+        ),
+        (
+            "q 0.5 + 0.99, integer counts",
+            camera,
+            lambda x: percentile.batched_quantiles(per_sample(x), (0.5, 0.99)),
+            lambda x: kthvalue_quantiles(per_sample(x), (0.5, 0.99)),
+        ),
+        ("transform 50-99, integer counts", camera, transform, with_kthvalue),
+    ]
+
+
+def run_quantiles(batch: torch.Tensor, warmup: int, repeats: int) -> None:
+    header = f"{'configuration':<34} {'new ms':>10} {'kthvalue ms':>12} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    for name, make, new, baseline in quantile_configurations():
+        data = make(batch)
+        if not torch.equal(new(data), baseline(data)):
+            raise AssertionError(f"{name}: batched_quantiles differs from the kthvalue baseline")
+        new_ms = median_ms(new, data, warmup, repeats)
+        baseline_ms = median_ms(baseline, data, warmup, repeats)
+        print(f"{name:<34} {new_ms:>10.1f} {baseline_ms:>12.1f} {baseline_ms / new_ms:>6.1f}x")
+
+
 def median_ms(run: Run, batch: torch.Tensor, warmup: int, repeats: int) -> float:
     synchronize = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
     times = []
@@ -67,10 +156,18 @@ def median_ms(run: Run, batch: torch.Tensor, warmup: int, repeats: int) -> float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["transforms", "quantile"], default="transforms")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--channels", type=int, default=2)
-    parser.add_argument("--shape", type=int, nargs=3, default=(15, 256, 256), metavar=("Z", "Y", "X"))
+    parser.add_argument("--batch-size", type=int, default=None, help="default 32 (transforms), 64 (quantile)")
+    parser.add_argument("--channels", type=int, default=None, help="default 2 (transforms), 1 (quantile)")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="default 15 256 256 (transforms), 30 384 384 (quantile)",
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
@@ -78,13 +175,21 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA device")
 
+    quantile = args.part == "quantile"
+    batch_size = args.batch_size or (64 if quantile else 32)
+    channels = args.channels or (1 if quantile else 2)
+    shape = args.shape or ((30, 384, 384) if quantile else (15, 256, 256))
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     set_track_meta(False)
     torch.manual_seed(0)
-    batch = torch.rand(args.batch_size, args.channels, *args.shape, device=args.device)
+    batch = torch.rand(batch_size, channels, *shape, device=args.device)
     device_name = torch.cuda.get_device_name() if batch.is_cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"batch {tuple(batch.shape)} float32 on {device_name}; median of {args.repeats} after {args.warmup} warmup")
+    if quantile:
+        run_quantiles(batch, args.warmup, args.repeats)
+        return
     header = f"{'configuration':<36} {'batched ms':>11} {'per-sample ms':>14} {'ratio':>7}"
     print(header)
     print("-" * len(header))
