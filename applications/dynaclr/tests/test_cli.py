@@ -11,7 +11,7 @@ import pytest
 import dynaclr
 from dynaclr.cli import COMMANDS, LIGHTNING_SUBCOMMANDS
 from viscy_utils.cli import SUBCOMMAND_HELP
-from viscy_utils.testing.fixtures import run_command
+from viscy_utils.testing.fixtures import run_command, run_in_fresh_interpreter
 
 from .conftest import CONFIGS
 
@@ -55,29 +55,9 @@ def test_every_command_is_listed_in_order():
     assert listed == [*LIGHTNING_SUBCOMMANDS, *COMMANDS]
 
 
-_HELP_AND_HEAVY_MODULES = """
-import sys
-from dynaclr.cli import main
-sys.argv[0] = "dynaclr"
-try:
-    main()
-except SystemExit as exit:
-    status = exit.code
-else:
-    status = 0
-print("HEAVY_MODULES", *sorted(m for m in ("torch", "monai") if m in sys.modules), file=sys.stderr)
-sys.exit(status)
-"""
-"""Runs ``dynaclr ARGS`` as the console script does, then names the heavy modules it imported."""
-
-
 def _dynaclr_in_a_fresh_process(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run ``dynaclr ARGS`` in a fresh interpreter; return the process and which of torch and MONAI it imported."""
-    result = subprocess.run(
-        [sys.executable, "-c", _HELP_AND_HEAVY_MODULES, *args], capture_output=True, text=True, timeout=300
-    )
-    (report,) = [line for line in result.stderr.splitlines() if line.startswith("HEAVY_MODULES")]
-    return result, report.split()[1:]
+    return run_in_fresh_interpreter("dynaclr", "dynaclr.cli", *args)
 
 
 @pytest.mark.parametrize("name", list(LIGHTNING_SUBCOMMANDS))

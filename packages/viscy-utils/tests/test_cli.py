@@ -15,6 +15,7 @@ from viscy_data.normalization import read_norm_meta
 from viscy_data.ome_compat import open_ome_zarr
 from viscy_utils.cli import LOG_LEVEL_ENV, SUBCOMMAND_HELP, VISCY_SUBCOMMANDS
 from viscy_utils.cli_help import HELP_ALL_OPTION, SUBCOMMAND_ARGUMENTS, subcommand_help
+from viscy_utils.testing.fixtures import run_in_fresh_interpreter
 
 
 @pytest.mark.slow
@@ -511,7 +512,6 @@ def test_top_level_help_is_static_and_does_not_import_torch(run_viscy):
         """
     )
     import subprocess
-    import sys
 
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -531,29 +531,9 @@ def test_static_help_lists_the_subcommands_of_the_lightning_cli():
     assert list(SUBCOMMAND_HELP) == list(VisCyCLI.subcommands())
 
 
-_HELP_AND_HEAVY_MODULES = """
-import sys
-from viscy_utils.cli import main
-sys.argv[0] = "viscy"
-try:
-    main()
-except SystemExit as exit:
-    status = exit.code
-else:
-    status = 0
-print("HEAVY_MODULES", *sorted(m for m in ("torch", "monai") if m in sys.modules), file=sys.stderr)
-sys.exit(status)
-"""
-"""Runs ``viscy ARGS`` as the console script does, then names the heavy modules it imported."""
-
-
 def _viscy_in_a_fresh_process(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run ``viscy ARGS`` in a fresh interpreter; return the process and which of torch and MONAI it imported."""
-    result = subprocess.run(
-        [sys.executable, "-c", _HELP_AND_HEAVY_MODULES, *args], capture_output=True, text=True, timeout=300
-    )
-    (report,) = [line for line in result.stderr.splitlines() if line.startswith("HEAVY_MODULES")]
-    return result, report.split()[1:]
+    return run_in_fresh_interpreter("viscy", "viscy_utils.cli", *args)
 
 
 @pytest.mark.parametrize("subcommand", list(SUBCOMMAND_HELP))

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from viscy_data.synthetic import SyntheticPlate
     from viscy_utils.cli import VisCyCLI
 
-__all__ = ["run_command", "run_viscy", "synthetic_plate", "viscy"]
+__all__ = ["run_command", "run_in_fresh_interpreter", "run_viscy", "synthetic_plate", "viscy"]
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +89,48 @@ def viscy(monkeypatch: pytest.MonkeyPatch) -> Callable[..., VisCyCLI]:
         return run_cli()
 
     return run
+
+
+_RUN_MAIN_AND_NAME_HEAVY_MODULES = """
+import importlib, sys
+program, module = sys.argv[1:3]
+del sys.argv[1:3]
+sys.argv[0] = program
+try:
+    importlib.import_module(module).main()
+except SystemExit as exit:
+    status = exit.code
+else:
+    status = 0
+print("HEAVY_MODULES", *sorted(m for m in ("torch", "monai") if m in sys.modules), file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def run_in_fresh_interpreter(
+    program: str, module: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``module.main()`` as the console script ``program ARGS`` in a fresh interpreter.
+
+    Parameters
+    ----------
+    program : str
+        The command's name as ``sys.argv[0]``, e.g. ``"viscy"``.
+    module : str
+        Module whose ``main()`` the console script calls, e.g. ``"viscy_utils.cli"``.
+    *args : str
+        The command's arguments.
+
+    Returns
+    -------
+    tuple
+        The finished process, and which of torch and MONAI it had imported when it exited.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_MAIN_AND_NAME_HEAVY_MODULES, program, module, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    (report,) = [line for line in result.stderr.splitlines() if line.startswith("HEAVY_MODULES")]
+    return result, report.split()[1:]
