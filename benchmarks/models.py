@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from training import to_channels_last  # this folder: the script's directory is on sys.path
 
 from viscy_models import ContrastiveEncoder, UNeXt2
 
@@ -85,7 +86,7 @@ def run(workload: Workload, setting: Setting, warmup: int, steps: int) -> tuple[
     model = workload.build().to(setting.device).train()
     x = torch.randn(setting.batch_size, *workload.sample_shape, device=setting.device)
     if setting.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        to_channels_last(model)  # Module.to(memory_format=channels_last) refuses the 3-D stem's rank-5 weights
         x = x.contiguous(memory_format=torch.channels_last_3d)
     step_model = torch.compile(model) if setting.compile else model
     autocast = (
