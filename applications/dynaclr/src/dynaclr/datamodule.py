@@ -432,6 +432,52 @@ temporal_global_fraction, experiment_weights, condition_ratio
             raise RuntimeError("Call setup('predict') before predict_dataloader().")
         return self._loader(self.predict_dataset, batch_size=self.batch_size, shuffle=False, drop_last=False)
 
+    def online_evaluation_dataloader(self, max_cells: int = 2048, seed: int = 0) -> ThreadedDataLoader:
+        """Return this rank's share of a fixed set of validation cells, for ``viscy_utils.callbacks.OnlineEvaluation``.
+
+        The cells are at most ``max_cells`` rows of the ``val_experiments`` (of every experiment when there
+        are none), spread over as many tracks as possible with consecutive frames of each
+        (:func:`viscy_utils.evaluation.representation.select_track_windows`, seeded by ``seed``): the
+        same cells at every call. The ranks split them without overlap. Batches are prediction batches:
+        ``anchor`` patches only, with an ``index`` of :data:`dynaclr.dataset.PREDICT_INDEX_COLUMNS`;
+        :meth:`on_after_batch_transfer` normalizes them without augmentation or channel dropout whenever
+        the trainer is not training (the callback runs them in the predicting stage).
+
+        Parameters
+        ----------
+        max_cells : int
+            Most cells, all ranks together.
+        seed : int
+            Seed of the cell selection.
+
+        Returns
+        -------
+        ThreadedDataLoader
+            Batches of at most ``2 * batch_size`` cells (one view without gradients takes less memory than a
+            training batch of ``batch_size`` anchors and positives).
+        """
+        from viscy_utils.evaluation.representation import select_track_windows
+
+        cached = getattr(self, "_online_evaluation", None)
+        if cached is None:  # the index of the validation experiments, built once
+            registry = ExperimentRegistry.from_yaml(self.experiments_yaml, training_channels=self.training_channels)
+            if not self._channel_names:
+                self._channel_names = list(registry.active_channels)
+                self._build_transforms()
+            cached = self._online_evaluation = {
+                "dataset": self._dataset(registry, self.val_experiments or registry.names, fit=False)
+            }
+        dataset = cached["dataset"]
+        if cached.get("selection") != (max_cells, seed):
+            tracks = dataset.index.tracks
+            rows = select_track_windows(tracks, max_cells, seed, track_columns=("experiment", "fov_name", "track_id"))
+            cached.update(selection=(max_cells, seed), rows=rows)
+        world_size, rank = self._rank()
+        mine = cached["rows"][rank::world_size]
+        size = 2 * self.batch_size  # one view and no gradients: less memory than a training batch
+        batches = [mine[start : start + size].tolist() for start in range(0, len(mine), size)]
+        return self._loader(dataset, batch_sampler=batches)
+
     def state_dict(self) -> dict[str, Any]:
         """Position of the training sampler: ``{"sampler": {epoch, batches_yielded, num_replicas}}``."""
         if self._train_batches is not None:
