@@ -142,6 +142,37 @@ def test_figure_is_a_png_of_sensible_size(quick_demo):
 
 
 @pytest.mark.slow
+def test_report_shows_the_online_evaluation_of_every_epoch_against_the_untrained_encoder(quick_demo):
+    output_dir, _ = quick_demo
+    report = (output_dir / "report.md").read_text()
+    section = report.split("## Representation quality during training")[1].split("\n## ")[0]
+    number = r"(\d+\.\d{3})"
+    row = rf"^\| (.+?) \| {number} \| {number} \| {number} \| {number} \| {number} \|$"
+    rows = re.findall(row, section, re.MULTILINE)
+    names = [row[0] for row in rows]
+    assert names == [
+        *(f"epoch {epoch}" for epoch in range(1, QUICK.max_epochs + 1)),
+        "random encoder (untrained), all cells",
+        "DynaCLR (trained), all cells",
+    ]
+    for _, knn, probe, rank_features, rank_projections, smoothness in rows:
+        assert 0.0 <= float(knn) <= 1.0
+        assert 0.0 <= float(probe) <= 1.0
+        assert float(rank_features) >= 1.0
+        assert 1.0 <= float(rank_projections) <= 32.0  # the demo's projection_dim
+        assert float(smoothness) > 0.0
+    # the epochs' rows are what the run logged
+    (metrics_csv,) = (output_dir / "training").rglob("metrics.csv")
+    logged = pd.read_csv(metrics_csv).dropna(subset=["online_eval/knn_accuracy/infection_state"])
+    assert [f"{value:.3f}" for value in logged["online_eval/knn_accuracy/infection_state"]] == [
+        row[1] for row in rows[: QUICK.max_epochs]
+    ]
+    data = (output_dir / "training_curves.png").read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert 10_000 < len(data) < 1_000_000
+
+
+@pytest.mark.slow
 def test_embeddings_hold_every_cell_of_the_held_out_experiment(quick_demo):
     output_dir, _ = quick_demo
     fit = yaml.safe_load((output_dir / "fit.yml").read_text())

@@ -43,6 +43,7 @@ DEMO_OUTPUTS = (
     "predict_intensity.yml",
     "embeddings",
     "embeddings.png",
+    "training_curves.png",
     "report.md",
     "linear_classifier.yml",
     "linear_classifiers",
@@ -142,6 +143,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
         Markdown table), ``report`` and ``timings``.
     """
     from dynaclr.demo.configs import fit_config, linear_classifier_config, predict_config
+    from dynaclr.demo.curves import metrics_of_embeddings, online_metrics, online_metrics_table, plot_online_metrics
     from dynaclr.demo.evaluation import load_annotated_embeddings, score_embeddings
     from dynaclr.demo.figure import plot_embeddings
     from dynaclr.demo.report import results_table, write_report
@@ -167,6 +169,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
         checkpoint = Path(trainer.checkpoint_callback.last_model_path)
         # the sampler's epoch can be shorter than limit_train_batches: report what training ran
         epochs, batches_per_epoch = trainer.current_epoch, trainer.num_training_batches
+        metrics_csv = Path(trainer.logger.log_dir) / "metrics.csv"
 
     stores = {name: output_dir / "embeddings" / f"{name}.zarr" for name in _EMBEDDINGS}
     models = {"learned": fit["model"], "random": fit["model"], "intensity": {"class_path": _INTENSITY_MODEL}}
@@ -181,7 +184,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
             _lightning("predict", "-c", str(path))
 
     annotations = study / HELD_OUT_EXPERIMENT / "annotations.csv"
-    figure = output_dir / "embeddings.png"
+    figure, curves_figure = output_dir / "embeddings.png", output_dir / "training_curves.png"
     with _stage(4, "Scoring infection state and track smoothness", timings):
         embeddings = {_EMBEDDINGS[name]: load_annotated_embeddings(path, annotations) for name, path in stores.items()}
         scores = {
@@ -189,6 +192,12 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
             for name, adata in embeddings.items()
         }
         plot_embeddings({_EMBEDDINGS[key]: embeddings[_EMBEDDINGS[key]] for key in ("learned", "random")}, figure)
+        references = {
+            f"{_EMBEDDINGS[key]}, all cells": metrics_of_embeddings(embeddings[_EMBEDDINGS[key]], seed=seed)
+            for key in ("random", "learned")
+        }
+        curves = online_metrics(metrics_csv)
+        plot_online_metrics(curves, references[f"{_EMBEDDINGS['random']}, all cells"], curves_figure)
 
     classifier_yml = _write_yaml(
         output_dir / "linear_classifier.yml",
@@ -201,6 +210,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
             report,
             scores=scores,
             summary=_summary(settings, seed, checkpoint, epochs, batches_per_epoch),
+            online_table=online_metrics_table(curves, references),
             settings={"demo": settings.name, "seed": seed, "accelerator": accelerator, **settings.as_dict()},
             files={
                 "synthetic study (plates, tracks, annotations)": study,
@@ -209,6 +219,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
                 "checkpoint": checkpoint,
                 **{f"{_EMBEDDINGS[name]} embeddings (AnnData)": path for name, path in stores.items()},
                 "figure": figure,
+                "training curves": curves_figure,
             },
             commands={
                 "train again": f"uv run dynaclr fit -c {fit_yml}",

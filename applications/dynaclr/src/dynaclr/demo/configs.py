@@ -68,7 +68,15 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
                 {
                     "class_path": "viscy_utils.callbacks.ResumableCheckpoint",
                     "init_args": {"save_top_k": 0},
-                }
+                },
+                {  # representation quality of held-out cells after each epoch, logged as online_eval/*
+                    "class_path": "viscy_utils.callbacks.OnlineEvaluation",
+                    "init_args": {
+                        "max_cells": 1024,
+                        "max_epoch_fraction": 0.05,
+                        "annotations_csv": str(experiments_yaml.parent / HELD_OUT_EXPERIMENT / "annotations.csv"),
+                    },
+                },
             ],
         },
         "model": {

@@ -58,6 +58,7 @@ def write_report(
     *,
     scores: Mapping[str, EmbeddingScores],
     summary: str,
+    online_table: str,
     settings: Mapping[str, Any],
     files: Mapping[str, Path],
     commands: Mapping[str, str],
@@ -73,6 +74,8 @@ def write_report(
         Name of each set of embeddings to its scores (:func:`results_table`).
     summary : str
         A paragraph on what was trained and evaluated.
+    online_table : str
+        Markdown table of the online evaluation per epoch (:func:`~dynaclr.demo.curves.online_metrics_table`).
     settings : Mapping
         Settings of the run, by name.
     files : Mapping
@@ -108,6 +111,20 @@ random pairs of cells (cosine, standard-scaled embeddings); the dynamic range is
 distances minus the peak of the consecutive-frame distances.
 
 ![embeddings](embeddings.png)
+
+## Representation quality during training
+
+{online_table}
+
+After each epoch, `viscy_utils.callbacks.OnlineEvaluation` embedded a fixed sample of the held-out
+experiment's cells (a run of consecutive frames from each of many tracks) and logged, on the encoder's
+features: the balanced accuracy of infection state by a 20-nearest-neighbour vote (cosine) and by a
+logistic-regression probe, each fitted on half of the tracks and scored on the other half; the effective
+rank of the features and of the projections (1 means collapse); and the track smoothness (mean cosine
+distance of consecutive frames over that of random pairs; lower is smoother). The last rows score every
+annotated held-out cell the same way, for the untrained and the trained encoder.
+
+![training curves](training_curves.png)
 
 ## Settings
 
