@@ -73,7 +73,8 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
                     "class_path": "viscy_utils.callbacks.OnlineEvaluation",
                     "init_args": {
                         "max_cells": 1024,
-                        "max_epoch_fraction": 0.05,
+                        "max_epoch_fraction": 0.035,
+                        "label_columns": ["infection_state"],
                         "annotations_csv": str(experiments_yaml.parent / HELD_OUT_EXPERIMENT / "annotations.csv"),
                     },
                 },
