@@ -8,11 +8,13 @@ Where each step of a batch runs:
    the anchor and positive patches of the whole batch with tensorstore, through
    :class:`viscy_data.thread_loader.ThreadedDataLoader` (identity collate: the batch is already a dict).
 3. *Normalize, augment, crop, drop channels* (device, after transfer): :meth:`on_after_batch_transfer`
-   runs ``normalizations`` and (training only) ``augmentations`` as batched dictionary transforms keyed
-   by the model channel labels (``ch_0``, ``ch_1``... with positional channel alignment), then the final
-   centre crop, then (training only) :class:`viscy_data.channel_dropout.ChannelDropout`. ``Batched*``
-   transforms (and ``NormalizeSampled``) run on the whole batch; any other (per-sample, e.g. MONAI's
-   ``RandAffined``) runs sample by sample, each sample with its own random draw. The augmentations and the
+   runs ``normalizations`` and (training only) ``augmentations`` as dictionary transforms keyed by the
+   model channel labels (``ch_0``, ``ch_1``... with positional channel alignment) in the order of
+   :mod:`viscy_data.after_transfer`: normalize the read, spatial transforms down to the final centre crop
+   (a random affine resamples straight into it), intensity transforms on the final patch; then (training
+   only) :class:`viscy_data.channel_dropout.ChannelDropout`. A transform runs on the whole batch or
+   sample by sample (each sample with its own random draw) as it declares
+   (:func:`viscy_transforms.kinds.handles_batches`). The augmentations and the
    channel dropout of each training batch are seeded by ``(seed, epoch, rank, batch position)``, the scheme
    of every viscy-data module (:func:`viscy_data.seeding.seed_transforms`), with the epoch and position of
    the resumable sampler: the same config gives the same training, a resumed run the same draws as an
@@ -25,21 +27,20 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningDataModule
 from monai.data import MetaTensor
-from monai.transforms import Compose, MapTransform
+from monai.transforms import MapTransform
 from torch import Tensor
 
 from dynaclr.dataset import MultiExperimentTripletDataset
 from dynaclr.experiment import ExperimentRegistry
 from dynaclr.index import MultiExperimentIndex
 from viscy_data import ChannelDropout, FlexibleBatchSampler
+from viscy_data.after_transfer import after_transfer_pipeline
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.compatibility import accept_default_only
 from viscy_data.seeding import seed_transforms
 from viscy_data.thread_loader import ThreadedDataLoader
-from viscy_transforms import BatchedCenterSpatialCropd, NormalizeSampled
 
 __all__ = ["MultiExperimentDataModule"]
 
@@ -50,52 +51,6 @@ _PATCH_KEYS = ("anchor", "positive", "negative")
 
 def _identity(batch: Any) -> Any:
     return batch
-
-
-def _runs_on_batches(transform: Any) -> bool:
-    """Whether a transform handles ``(B, 1, Z, Y, X)`` channel batches itself (``Batched*`` and NormalizeSampled)."""
-    return type(transform).__name__.startswith("Batched") or isinstance(transform, NormalizeSampled)
-
-
-def _select_sample(tree: Any, position: int) -> Any:
-    """Sample ``position`` of a batch dict, or of its collated norm metadata tree."""
-    if isinstance(tree, Mapping):
-        return {key: _select_sample(value, position) for key, value in tree.items()}
-    return tree[position] if isinstance(tree, Tensor) and tree.ndim > 0 else tree
-
-
-class _PerSample:
-    """Run a per-sample dictionary transform (``(C, Z, Y, X)`` input, e.g. MONAI's) on each sample of a batch.
-
-    Every sample gets its own random draw, as in a per-sample data pipeline.
-    """
-
-    def __init__(self, transform: MapTransform) -> None:
-        self.transform = transform
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        keys = [key for key in batch if key != "norm_meta"]
-        samples = [self.transform(_select_sample(batch, i)) for i in range(len(batch[keys[0]]))]
-        return {**batch, **{key: torch.stack([sample[key] for sample in samples]) for key in keys}}
-
-    def __repr__(self) -> str:
-        return f"_PerSample({self.transform!r})"
-
-
-def _on_batches(transforms: Sequence[MapTransform]) -> list[Any]:
-    """Wrap the per-sample transforms to run sample by sample (logged); batched ones run as they are."""
-    wrapped = []
-    for transform in transforms:
-        if _runs_on_batches(transform):
-            wrapped.append(transform)
-        else:
-            _logger.info(
-                "%s is a per-sample transform: it runs sample by sample on the device; its Batched* "
-                "counterpart, if any, runs on the whole batch at once.",
-                type(transform).__name__,
-            )
-            wrapped.append(_PerSample(transform))
-    return wrapped
 
 
 _HIDDEN_FROM_LIGHTNING = frozenset({"sampler", "batch_size", "drop_last"})
@@ -368,10 +323,9 @@ temporal_global_fraction, experiment_weights, condition_ratio
 
     def _build_transforms(self) -> None:
         z_size = self.z_range[1] - self.z_range[0]
-        final_crop = BatchedCenterSpatialCropd(keys=self._channel_names, roi_size=(z_size, *self.final_yx_patch_size))
-        normalizations, augmentations = _on_batches(self.normalizations), _on_batches(self.augmentations)
-        self._augmentation_transform = Compose([*normalizations, *augmentations, final_crop])
-        self._no_augmentation_transform = Compose([*normalizations, final_crop])
+        crop = {"crop_keys": self._channel_names, "crop_size": (z_size, *self.final_yx_patch_size)}
+        self._augmentation_transform = after_transfer_pipeline([*self.normalizations, *self.augmentations], **crop)
+        self._no_augmentation_transform = after_transfer_pipeline(self.normalizations, **crop)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

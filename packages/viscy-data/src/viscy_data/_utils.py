@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from monai.data.utils import collate_meta_tensor
@@ -42,6 +42,9 @@ class BatchedCenterSpatialCropd(Cropd):
     allow_missing_keys : bool
         Skip keys missing from the data instead of raising.
     """
+
+    transform_kind: ClassVar[str] = "spatial"  # declarations read by viscy_data.after_transfer
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self, keys: str | Sequence[str], roi_size: Sequence[int] | int, allow_missing_keys: bool = False

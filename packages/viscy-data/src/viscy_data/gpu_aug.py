@@ -38,6 +38,7 @@ from viscy_data._utils import (
     _split_indices,
     _validate_store_channels,
 )
+from viscy_data.after_transfer import after_transfer_pipeline
 from viscy_data.distributed import _ShardedLoaderMixin
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import array_store_path, open_ome_zarr
@@ -140,12 +141,14 @@ class GPUTransformDataModule(_ShardedLoaderMixin, LightningDataModule):
         train_cpu_transforms, val_cpu_transforms : list[MapTransform] or Compose, optional
             Per-sample transforms, run in the loader's workers.
         train_gpu_transforms, val_gpu_transforms : list[MapTransform] or Compose, optional
-            Per-batch transforms, run on the device after transfer.
+            Per-batch transforms, run on the device after transfer in the order of
+            :mod:`viscy_data.after_transfer` (normalize, spatial, intensity; a random affine followed
+            by a centre crop resamples straight into the crop).
         """
         self._train_cpu_transforms = _compose(train_cpu_transforms)
         self._val_cpu_transforms = _compose(val_cpu_transforms)
-        self._train_gpu_transforms = _compose(train_gpu_transforms)
-        self._val_gpu_transforms = _compose(val_gpu_transforms)
+        self._train_gpu_transforms = after_transfer_pipeline(train_gpu_transforms)
+        self._val_gpu_transforms = after_transfer_pipeline(val_gpu_transforms)
 
     @property
     def train_cpu_transforms(self) -> Compose:

@@ -17,19 +17,19 @@ import torch
 from iohub.ngff import Position
 from monai.data import set_track_meta
 from monai.data.utils import no_collation
-from monai.transforms import Compose, MapTransform
+from monai.transforms import MapTransform
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from viscy_data._optional import import_optional
 from viscy_data._typing import INDEX_COLUMNS, DictTransform, NormMeta, TripletSample
 from viscy_data._utils import (
-    BatchedCenterSpatialCropd,
     _channel_indices,
     _check_z_range,
     _require_columns,
     _validate_store_channels,
 )
+from viscy_data.after_transfer import after_transfer_pipeline
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.compatibility import accept_default_only
 from viscy_data.normalization import read_norm_meta, select_timepoint
@@ -364,13 +364,15 @@ class TripletDataModule(PlateDataModule):
     (:class:`~viscy_data.thread_loader.ThreadedDataLoader`) reads a whole batch of
     ``initial_yx_patch_size`` patches around the tracked cells in one tensorstore read
     (:meth:`TripletDataset.__getitems__`), with no per-sample transform. After the batch
-    reaches the device, :meth:`on_after_batch_transfer` runs the batched transforms channel
-    by channel: ``normalizations``, then ``augmentations`` (anchors of ``time_interval``
-    ``"any"`` or 0, prediction batches and, without ``augment_validation``, validation
-    batches are not augmented), then a centre crop to ``(z_window_size,
-    *final_yx_patch_size)``. The augmentations of each batch are seeded by ``(seed, epoch,
-    rank, batch position)`` (:mod:`viscy_data.seeding`): the same seed gives the same training,
-    and a run resumed mid-epoch augments as the uninterrupted run did. For per-sample CPU
+    reaches the device, :meth:`on_after_batch_transfer` runs the transforms channel by
+    channel in the order of :mod:`viscy_data.after_transfer`: ``normalizations``, then the
+    spatial ``augmentations`` ending in the crop to ``(z_window_size, *final_yx_patch_size)``
+    (a random affine resamples straight into it), then the intensity ``augmentations`` on
+    the final patch (anchors of ``time_interval`` ``"any"`` or 0, prediction batches and,
+    without ``augment_validation``, validation batches are not augmented). The augmentations
+    of each batch are seeded by ``(seed, epoch, rank, batch position)``
+    (:mod:`viscy_data.seeding`): the same seed gives the same training, and a run resumed
+    mid-epoch augments as the uninterrupted run did. For per-sample CPU
     transforms, see :class:`~viscy_data.hcs.HCSDataModule`.
 
     Parameters
@@ -498,11 +500,9 @@ class TripletDataModule(PlateDataModule):
         self.return_negative = return_negative
         self.cache_pool_bytes = cache_pool_bytes
         self._check_inputs()
-        final_crop = BatchedCenterSpatialCropd(
-            keys=self.source_channel, roi_size=(self.z_window_size, *self.final_yx_patch_size)
-        )
-        self._augmentation_transform = Compose(self.normalizations + self.augmentations + [final_crop])
-        self._no_augmentation_transform = Compose([*self.normalizations, final_crop])
+        crop = {"crop_keys": self.source_channel, "crop_size": (self.z_window_size, *self.final_yx_patch_size)}
+        self._augmentation_transform = after_transfer_pipeline(self.normalizations + self.augmentations, **crop)
+        self._no_augmentation_transform = after_transfer_pipeline(self.normalizations, **crop)
 
     def _check_inputs(self) -> None:
         """Validate the store, its channels, ``z_range``, the Z window, the tracks and the patch sizes."""

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from viscy_transforms._random import (
     check_interval,
     check_probability,
 )
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["AffineParams", "BatchedRandAffine", "BatchedRandAffined"]
 
@@ -556,6 +558,10 @@ class BatchedRandAffined(SharedDrawMapTransform):
         no draw samples outside of. A pipeline that follows the affine with a centre crop sets it
         (it is not a constructor argument, so configs keep the reference's signature).
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
+    fuses_centre_crop: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
+from typing import ClassVar
 
 from torch import Tensor
 
 from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedRandAdjustContrast", "BatchedRandAdjustContrastd", "ContrastParams"]
 
@@ -83,6 +85,9 @@ class BatchedRandAdjustContrast(RandomTransform[ContrastParams]):
         Restore each sample's mean and standard deviation. Default False.
     """
 
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
+
     def __init__(
         self,
         gamma: tuple[float, float] | float = (0.5, 4.5),
@@ -128,6 +133,9 @@ class BatchedRandAdjustContrastd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

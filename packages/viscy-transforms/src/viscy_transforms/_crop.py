@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from monai.transforms import Transform
@@ -16,6 +17,7 @@ from viscy_transforms._random import (
     check_batch_shape,
     check_drawn_batch_size,
 )
+from viscy_transforms.kinds import TransformKind
 
 __all__ = [
     "BatchedCenterSpatialCrop",
@@ -63,6 +65,9 @@ class BatchedCenterSpatialCrop(Transform):
         Window size per spatial dim (ZYX or YX); an int applies to every dim.
     """
 
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
+
     def __init__(self, roi_size: Sequence[int] | int) -> None:
         self.roi_size = _check_roi_size(roi_size)
 
@@ -98,6 +103,9 @@ class BatchedCenterSpatialCropd(ArrayMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(self, keys: Keys, roi_size: Sequence[int] | int, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -137,6 +145,9 @@ class BatchedRandSpatialCrop(RandomTransform[CropParams]):
     ValueError
         If ``random_size`` is True or ``max_roi_size`` is given.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     shared_shape = BATCH_AND_SPATIAL_SHAPES
 
@@ -203,6 +214,9 @@ class BatchedRandSpatialCropd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from monai.data import decollate_batch
 from monai.transforms import Transform
@@ -22,6 +22,8 @@ class Decollate(Transform):
     fill_value : Any
         Padding value used with ``pad_batch``. Default None.
     """
+
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(self, detach: bool = True, pad_batch: bool = True, fill_value: Any = None) -> None:
         self.detach = detach

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from viscy_transforms._random import (
     check_probability,
     field_generator,
 )
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedRand3DElastic", "BatchedRand3DElasticd", "ElasticParams", "warp"]
 
@@ -219,6 +221,9 @@ class BatchedRand3DElasticd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, check_drawn_batch_size, check_probability
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedRandFlip", "BatchedRandFlipd", "FlipParams"]
 
@@ -47,6 +49,9 @@ class BatchedRandFlip(RandomTransform[FlipParams]):
     -----
     When nothing is flipped the input tensor itself is returned; otherwise a new tensor.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(self, spatial_axes: int | Sequence[int], prob: float = 0.5) -> None:
         self.spatial_axes = _check_spatial_axes(spatial_axes)
@@ -103,6 +108,9 @@ class BatchedRandFlipd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
 from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, check_probability
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["InvertParams", "RandInvertIntensity", "RandInvertIntensityd"]
 
@@ -62,6 +64,9 @@ class RandInvertIntensityd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(self, keys: Keys, prob: float = 0.1, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)

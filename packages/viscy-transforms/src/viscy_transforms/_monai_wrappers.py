@@ -6,12 +6,13 @@ configs use and forwards everything else; behaviour is MONAI's, per sample.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from monai import transforms as monai_transforms
 from numpy.typing import DTypeLike
 
 from viscy_transforms._mapping import Keys
+from viscy_transforms.kinds import TransformKind
 
 __all__ = [
     "CenterSpatialCropd",
@@ -49,6 +50,8 @@ class Decollated(monai_transforms.Decollated):
         Other ``monai.transforms.Decollated`` arguments.
     """
 
+    runs_on_batches: ClassVar[bool] = True
+
     def __init__(
         self, keys: Keys, detach: bool = True, pad_batch: bool = True, fill_value: Any = None, **kwargs: Any
     ) -> None:
@@ -65,6 +68,8 @@ class ToDeviced(monai_transforms.ToDeviced):
     **kwargs
         Other ``monai.transforms.ToDeviced`` arguments; ``device`` (e.g. "cuda:0") is required.
     """
+
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(self, keys: Keys, **kwargs: Any) -> None:
         super().__init__(keys=keys, **kwargs)
@@ -86,6 +91,9 @@ class RandWeightedCropd(monai_transforms.RandWeightedCropd):
     **kwargs
         Other ``monai.transforms.RandWeightedCropd`` arguments.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(
         self, keys: Keys, w_key: str, spatial_size: Sequence[int] | int, num_samples: int = 1, **kwargs: Any
@@ -112,6 +120,9 @@ class RandAffined(monai_transforms.RandAffined):
         Other ``monai.transforms.RandAffined`` arguments (``translate_range``, ``mode``,
         ``padding_mode``...).
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -142,6 +153,9 @@ class RandAdjustContrastd(monai_transforms.RandAdjustContrastd):
         Other ``monai.transforms.RandAdjustContrastd`` arguments.
     """
 
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = False
+
     def __init__(self, keys: Keys, prob: float, gamma: tuple[float, float] | float, **kwargs: Any) -> None:
         super().__init__(keys=keys, prob=prob, gamma=gamma, **kwargs)
 
@@ -160,6 +174,9 @@ class RandScaleIntensityd(monai_transforms.RandScaleIntensityd):
     **kwargs
         Other ``monai.transforms.RandScaleIntensityd`` arguments.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(self, keys: Keys, factors: tuple[float, float] | float, prob: float, **kwargs: Any) -> None:
         super().__init__(keys=keys, factors=factors, prob=prob, **kwargs)
@@ -182,6 +199,9 @@ class RandGaussianNoised(monai_transforms.RandGaussianNoised):
         Other ``monai.transforms.RandGaussianNoised`` arguments.
     """
 
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = False
+
     def __init__(self, keys: Keys, prob: float, mean: float, std: float, **kwargs: Any) -> None:
         super().__init__(keys=keys, prob=prob, mean=mean, std=std, **kwargs)
 
@@ -203,6 +223,9 @@ class RandGaussianSmoothd(monai_transforms.RandGaussianSmoothd):
     **kwargs
         Other ``monai.transforms.RandGaussianSmoothd`` arguments.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -238,6 +261,9 @@ class ScaleIntensityRangePercentilesd(monai_transforms.ScaleIntensityRangePercen
     allow_missing_keys : bool
         Skip absent keys. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.NORMALIZE
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -281,6 +307,9 @@ class RandSpatialCropd(monai_transforms.RandSpatialCropd):
         Other ``monai.transforms.RandSpatialCropd`` arguments.
     """
 
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = False
+
     def __init__(self, keys: Keys, roi_size: Sequence[int] | int, random_center: bool = True, **kwargs: Any) -> None:
         super().__init__(keys=keys, roi_size=roi_size, random_center=random_center, **kwargs)
 
@@ -297,6 +326,9 @@ class CenterSpatialCropd(monai_transforms.CenterSpatialCropd):
     **kwargs
         Other ``monai.transforms.CenterSpatialCropd`` arguments.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(self, keys: Keys, roi_size: Sequence[int] | int, **kwargs: Any) -> None:
         super().__init__(keys=keys, roi_size=roi_size, **kwargs)
@@ -317,6 +349,9 @@ class RandFlipd(monai_transforms.RandFlipd):
         Other ``monai.transforms.RandFlipd`` arguments.
     """
 
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = False
+
     def __init__(self, keys: Keys, prob: float, spatial_axis: Sequence[int] | int | None, **kwargs: Any) -> None:
         super().__init__(keys=keys, prob=prob, spatial_axis=spatial_axis, **kwargs)
 
@@ -331,6 +366,9 @@ class NormalizeIntensityd(monai_transforms.NormalizeIntensityd):
     **kwargs
         Other ``monai.transforms.NormalizeIntensityd`` arguments.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.NORMALIZE
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(self, keys: Keys, **kwargs: Any) -> None:
         super().__init__(keys=keys, **kwargs)

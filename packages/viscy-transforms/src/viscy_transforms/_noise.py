@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from viscy_transforms._random import (
     check_probability,
     field_generator,
 )
+from viscy_transforms.kinds import TransformKind
 
 __all__ = [
     "BatchedRandGaussianNoise",
@@ -73,6 +75,9 @@ class RandGaussianNoiseTensor(RandomTransform[NoiseParams]):
     ValueError
         If ``std`` is negative, ``prob`` is not in [0, 1], or ``dtype`` is neither float32 nor None.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     #: one noise field for every key of a sample, so the keys must have the same shape
     shared_shape = ((slice(None), "shapes"),)
@@ -181,6 +186,9 @@ class _NoiseMapTransform(SharedDrawMapTransform):
     sample_std : bool
         Draw the standard deviation from U(0, std). Default True.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     noise_class: type[RandGaussianNoiseTensor]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from monai.transforms import MapTransform
 from torch import Tensor
 
 from viscy_transforms._mapping import Keys, present_keys
 from viscy_transforms._typing import NormMeta
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["NormalizeSampled"]
 
@@ -45,6 +46,9 @@ class NormalizeSampled(MapTransform):
     remove_meta : bool
         Drop ``norm_meta`` from the output. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.NORMALIZE
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from torch import Tensor
 
 from viscy_transforms._mapping import ArrayMapTransform, Keys
 from viscy_transforms._random import check_kept_dtype
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedScaleIntensityRangePercentiles", "BatchedScaleIntensityRangePercentilesd"]
 
@@ -430,6 +432,9 @@ class BatchedScaleIntensityRangePercentiles(ScaleIntensityRangePercentiles):
         If ``relative`` lacks ``b_min`` or ``b_max``, or ``dtype`` is neither float32 nor None.
     """
 
+    transform_kind: ClassVar[TransformKind] = TransformKind.NORMALIZE
+    runs_on_batches: ClassVar[bool] = True
+
     def __init__(
         self,
         lower: float,
@@ -517,6 +522,9 @@ class BatchedScaleIntensityRangePercentilesd(ArrayMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.NORMALIZE
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from numbers import Real
-from typing import Generic, Self, TypeVar
+from typing import ClassVar, Generic, Self, TypeVar
 
 import numpy as np
 import torch
@@ -134,6 +134,8 @@ class RandomTransform(TorchRandomizable, Transform, Generic[P]):
         messages: the dictionary version applies one draw to several keys only where these agree.
         Default: the batch size.
     """
+
+    runs_on_batches: ClassVar[bool] = True
 
     shared_shape: tuple[tuple[slice, str], ...] = ((slice(0, 1), "batch sizes"),)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
+from typing import ClassVar
 
 from torch import Tensor
 
 from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_interval, check_probability
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedRandScaleIntensity", "BatchedRandScaleIntensityd", "ScaleIntensityParams"]
 
@@ -36,6 +38,9 @@ class BatchedRandScaleIntensity(RandomTransform[ScaleIntensityParams]):
     channel_wise : bool
         Draw one factor per (sample, channel) instead of one per sample. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self, factors: tuple[float, float] | float = 0.1, prob: float = 0.1, channel_wise: bool = False
@@ -85,6 +90,9 @@ class BatchedRandScaleIntensityd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from viscy_transforms._random import (
     check_interval,
     check_probability,
 )
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedRandSharpen", "BatchedRandSharpend", "SharpenParams", "sharpen"]
 
@@ -107,6 +109,9 @@ class BatchedRandSharpend(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

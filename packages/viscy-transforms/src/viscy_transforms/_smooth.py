@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -18,6 +19,7 @@ from viscy_transforms._random import (
     check_interval,
     check_probability,
 )
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedRandGaussianSmooth", "BatchedRandGaussianSmoothd", "SmoothParams"]
 
@@ -59,6 +61,9 @@ class BatchedRandGaussianSmooth(RandomTransform[SmoothParams]):
     border_type : str
         Padding: "constant" (zeros, default), "reflect", "replicate" or "circular".
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -118,6 +123,9 @@ class BatchedRandGaussianSmoothd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.INTENSITY
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from monai.transforms import Transform
@@ -33,6 +33,8 @@ class StackChannelsd(Transform):
     channel_map : ChannelMap
         Output key to the channel name(s) stacked into it; a bare string is one channel name.
     """
+
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(self, channel_map: ChannelMap) -> None:
         if not isinstance(channel_map, Mapping) or not channel_map:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from monai.transforms import MapTransform
 from monai.transforms.traits import MultiSampleTrait
 
 from viscy_transforms._mapping import Keys, check_same_shape, present_keys
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["TiledSpatialCropSamplesd"]
 
@@ -31,6 +32,9 @@ class TiledSpatialCropSamplesd(MapTransform, MultiSampleTrait):
     num_samples : int
         Number of tiles to return; at most the number of tiles in the grid.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = False
 
     def __init__(self, keys: Keys, roi_size: tuple[int, int, int], num_samples: int) -> None:
         super().__init__(keys, allow_missing_keys=False)

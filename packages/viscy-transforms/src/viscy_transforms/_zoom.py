@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
 import torch.nn.functional as F
 from monai.transforms import Transform
 from torch import Tensor
 
 from viscy_transforms._mapping import ArrayMapTransform, Keys
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedZoom", "BatchedZoomd"]
 
@@ -34,6 +35,9 @@ class BatchedZoom(Transform):
     antialias : bool
         See ``torch.nn.functional.interpolate``. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -88,6 +92,9 @@ class BatchedZoomd(ArrayMapTransform):
     align_corners, recompute_scale_factor, antialias
         See :class:`BatchedZoom`.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from viscy_transforms._mapping import Keys, SharedDrawMapTransform
 from viscy_transforms._random import RandomTransform, apply_to_selected, check_batch_shape, check_probability
+from viscy_transforms.kinds import TransformKind
 
 __all__ = ["BatchedRandZStackShift", "BatchedRandZStackShiftd", "ZStackShiftParams", "shift_along_z"]
 
@@ -135,6 +137,9 @@ class BatchedRandZStackShiftd(SharedDrawMapTransform):
     allow_missing_keys : bool
         Skip absent keys instead of raising KeyError. Default False.
     """
+
+    transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
+    runs_on_batches: ClassVar[bool] = True
 
     def __init__(
         self,
