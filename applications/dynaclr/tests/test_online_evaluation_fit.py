@@ -93,7 +93,8 @@ def test_online_evaluation_dataloader_gives_fixed_validation_cells_split_over_ra
     def cells(loader) -> pd.DataFrame:
         batches = list(loader)
         assert all(set(batch) == {"anchor", "anchor_norm_meta", "index"} for batch in batches)
-        assert all(batch["anchor"].shape[1:] == (2, 5, 48, 48) for batch in batches)
+        # no augmentations: only the final 32x32 patch is read (viscy_data.after_transfer.smallest_read_yx)
+        assert all(batch["anchor"].shape[1:] == (2, 5, 32, 32) for batch in batches)
         return pd.DataFrame([row for batch in batches for row in batch["index"]])
 
     first = cells(datamodule.online_evaluation_dataloader(max_cells=100, seed=0))

@@ -10,7 +10,13 @@ import pytest
 import torch
 from monai.transforms import Compose, RandScaleIntensityd
 
-from viscy_data.after_transfer import PerSample, after_transfer_pipeline, declared_kind, handles_batches
+from viscy_data.after_transfer import (
+    PerSample,
+    after_transfer_pipeline,
+    declared_kind,
+    handles_batches,
+    smallest_read_yx,
+)
 
 
 class _Declared:
@@ -144,3 +150,44 @@ def test_a_monai_per_sample_transform_gets_its_own_draw_per_sample_and_is_seeded
     assert len(set(factors[:, 0].tolist())) == 6  # ... drawn for each sample
     assert torch.equal(run(seed=0), scaled)
     assert not torch.equal(run(seed=1), scaled)
+
+
+class _AffineStandIn(_Fusable):
+    """Fusable, with the smallest read of a given size, recording the translate reference it was given."""
+
+    def __init__(self, smallest: tuple[int, int, int]) -> None:
+        super().__init__("affine")
+        self.smallest = smallest
+        self.translate_reference_size = None
+
+    def smallest_read_size(self) -> tuple[int, int, int]:
+        return self.smallest
+
+
+def test_the_read_is_the_final_patch_when_the_crop_is_the_only_spatial_transform():
+    pipeline = after_transfer_pipeline([_Normalize("norm"), _Intensity("noise")], **CROP)
+    assert smallest_read_yx(pipeline, (48, 48), z=2) == (4, 4)
+    # the read keeps the configured parity, so that it is centred on the same point
+    assert smallest_read_yx(pipeline, (47, 48), z=2) == (5, 4)
+    whole_y = after_transfer_pipeline([], crop_keys=["a"], crop_size=(2, 0, 4))
+    assert smallest_read_yx(whole_y, (48, 48), z=2) == (48, 4)  # a non-positive crop size keeps the axis
+
+
+def test_the_read_is_the_fused_affines_smallest_read_with_translations_relative_to_the_configured_read():
+    affine = _AffineStandIn(smallest=(2, 41, 30))
+    pipeline = after_transfer_pipeline([affine, _Intensity("noise")], **CROP)
+    assert smallest_read_yx(pipeline, (48, 48), z=2) == (42, 30)
+    assert affine.translate_reference_size == (2, 48, 48)
+    assert smallest_read_yx(after_transfer_pipeline([_AffineStandIn((2, 60, 60))], **CROP), (48, 48), z=2) == (48, 48)
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [
+        [_Spatial("flip"), _AffineStandIn((2, 10, 10))],  # another spatial transform
+        [_AffineStandIn((2, 10, 10)), _Undeclared("custom")],  # a transform of unknown kind
+        [_AffineStandIn((2, 10, 10)), RandScaleIntensityd(keys="a", factors=0.5)],  # runs sample by sample
+    ],
+)
+def test_the_configured_read_is_kept_when_the_pipeline_may_sample_anywhere(configured):
+    assert smallest_read_yx(after_transfer_pipeline(configured, **CROP), (48, 48), z=2) == (48, 48)

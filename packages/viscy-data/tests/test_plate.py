@@ -80,7 +80,9 @@ def test_triplet_reads_whole_batches_in_threads_and_transforms_after_transfer(tr
     assert loader.collate_fn is no_collation
     assert loader.drop_last
     batch = next(iter(loader))
-    assert batch["anchor"].shape == (4, 2, 5, 32, 32), "read at the initial patch size, untransformed"
+    # read untransformed; nothing augments, so only the final patch is read (initial_yx_patch_size is 32x32)
+    assert triplets.read_yx_patch_size == (24, 24)
+    assert batch["anchor"].shape == (4, 2, 5, 24, 24)
     assert triplets.on_after_batch_transfer(batch, 0)["anchor"].shape == (4, 2, 5, 24, 24)
 
 

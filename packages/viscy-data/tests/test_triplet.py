@@ -80,13 +80,32 @@ def test_fit_split_batches_and_transfer(tracking_plate):
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {f"{k}{s}" for k in ("anchor", "positive", "negative") for s in ("", "_norm_meta")}
     for key in ("anchor", "positive", "negative"):
-        assert batch[key].shape == (4, 2, 5, 32, 32)
+        assert batch[key].shape == (4, 2, 5, 24, 24)  # without augmentations only the final patch is read
         assert batch[key].dtype == torch.float32
         assert len(batch[f"{key}_norm_meta"]) == 4
     out = dm.on_after_batch_transfer(batch, 0)
     assert set(out) == {"anchor", "positive", "negative"}
     assert out["anchor"].shape == (4, 2, 5, 24, 24)
     assert len(list(dm.val_dataloader())) == -(-len(dm.val_dataset) // 4)
+
+
+def test_without_spatial_augmentation_only_the_final_patch_is_read_and_batches_are_unchanged(tracking_plate, caplog):
+    """Reading 24x24 instead of 32x32: the same cells, and bit for bit the final patches of the full read."""
+    with caplog.at_level(logging.INFO, logger="viscy_data.triplet"):
+        dm = _module(tracking_plate, seed=4)
+    assert dm.read_yx_patch_size == (24, 24)
+    assert "Reading (24, 24) around each cell instead of initial_yx_patch_size (32, 32)" in caplog.text
+    dm.setup("fit")
+    full = _dataset(tracking_plate, fovs=[fov_name(p) for p in dm.train_dataset.positions], seed=4, time_interval=1)
+    columns = [column for column in full.valid_anchors if column != "position"]  # iohub objects, not values
+    pd.testing.assert_frame_equal(dm.train_dataset.valid_anchors[columns], full.valid_anchors[columns])  # 32x32 rule
+    indices = list(range(0, len(full), 3))
+    out = dm.on_after_batch_transfer(dm.train_dataset.__getitems__(indices), 0)
+    expected = full.__getitems__(indices)
+    for key in ("anchor", "positive", "negative"):
+        assert torch.equal(out[key], expected[key][..., 4:28, 4:28])
+    with pytest.raises(ValueError, match=r"read_yx_patch_size \(40, 40\) exceeds initial_yx_patch_size"):
+        _dataset(tracking_plate, read_yx_patch_size=(40, 40))
 
 
 def test_border_filtering(tracking_plate):

@@ -274,3 +274,25 @@ def test_two_voxels_less_than_the_smallest_read_pads_the_worst_draw():
     torch.testing.assert_close(transform.apply(BatchedCenterSpatialCrop((1, 284, 284))(data), worst), full, **FLOAT64)
     short = transform.apply(BatchedCenterSpatialCrop((1, 282, 282))(data), worst)
     assert float((short - full).abs().max()) > 1e-2
+
+
+def test_with_a_translate_reference_size_the_smallest_read_gives_the_output_of_the_configured_read():
+    """A data module reading less than configured keeps the translations' length: the outputs stay the same."""
+    ranges = {**EXAMPLE, "translate_range": [0.0, 0.05, (-0.08, 0.02)]}
+    configured = (4, 120, 120)
+    on_configured = BatchedRandAffined(keys="x", prob=1.0, **ranges)
+    on_configured.spatial_size = (4, 40, 40)
+    on_smallest = BatchedRandAffined(keys="x", prob=1.0, **ranges)
+    on_smallest.spatial_size = (4, 40, 40)
+    on_smallest.translate_reference_size = configured
+    read = on_smallest.smallest_read_size()
+    assert read[1] < configured[1]  # the translation reaches 0.08 * 120 = 9.6 voxels, not 0.08 * read
+    data = _batch(16, *configured, low=0.5)
+    for seed in range(3):
+        expected = on_configured.set_random_state(seed=seed)({"x": data})["x"]
+        actual = on_smallest.set_random_state(seed=seed)({"x": BatchedCenterSpatialCrop(read)(data)})["x"]
+        torch.testing.assert_close(actual, expected, **FLOAT64)
+    with pytest.raises(ValueError, match=r"translate_reference_size must be None, an int or 3 ints"):
+        on_smallest.translate_reference_size = (4, 0.5, 120)
+    with pytest.raises(ValueError, match="translate_reference_size must be positive"):
+        on_smallest.translate_reference_size = (4, 0, 120)

@@ -36,7 +36,7 @@ from dynaclr.dataset import MultiExperimentTripletDataset
 from dynaclr.experiment import ExperimentRegistry
 from dynaclr.index import MultiExperimentIndex
 from viscy_data import ChannelDropout, FlexibleBatchSampler
-from viscy_data.after_transfer import after_transfer_pipeline
+from viscy_data.after_transfer import after_transfer_pipeline, smallest_read_yx
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.compatibility import accept_default_only
 from viscy_data.seeding import seed_transforms
@@ -259,6 +259,7 @@ temporal_global_fraction, experiment_weights, condition_ratio
         self._train_batches: _EpochBatches | None = None
         self._sampler_state: Mapping[str, int] | None = None
         self._channel_names: list[str] = []
+        self._read_yx_patch_size: tuple[int, int] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Build the registry, the indices and the datasets of ``stage`` (fit, validate or predict).
@@ -319,6 +320,7 @@ temporal_global_fraction, experiment_weights, condition_ratio
             return_negative=self.return_negative and fit,
             cache_pool_bytes=self.cache_pool_bytes,
             seed=self.seed,
+            read_yx_patch_size=self._read_yx_patch_size,
         )
 
     def _build_transforms(self) -> None:
@@ -326,6 +328,15 @@ temporal_global_fraction, experiment_weights, condition_ratio
         crop = {"crop_keys": self._channel_names, "crop_size": (z_size, *self.final_yx_patch_size)}
         self._augmentation_transform = after_transfer_pipeline([*self.normalizations, *self.augmentations], **crop)
         self._no_augmentation_transform = after_transfer_pipeline(self.normalizations, **crop)
+        read = smallest_read_yx(self._augmentation_transform, self.yx_patch_size, z_size)
+        if read != tuple(self.yx_patch_size) and read != self._read_yx_patch_size:
+            _logger.info(
+                "Reading %s around each cell instead of yx_patch_size %s: the augmentations sample nothing outside "
+                "it (percentiles of a percentile normalization are taken over this smaller region).",
+                read,
+                tuple(self.yx_patch_size),
+            )
+        self._read_yx_patch_size = read
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -51,6 +51,10 @@ class MultiExperimentTripletDataset(Dataset):
         Tensorstore chunk cache size in bytes.
     seed : int
         Seed of the positive and negative draws.
+    read_yx_patch_size : tuple[int, int], optional
+        YX size actually read around each (border-clamped) patch centre, when smaller than
+        ``index.yx_patch_size``: the region the augmentations can sample
+        (:func:`viscy_data.after_transfer.smallest_read_yx`). Default: ``index.yx_patch_size``.
 
     Notes
     -----
@@ -76,8 +80,14 @@ class MultiExperimentTripletDataset(Dataset):
         return_negative: bool = False,
         cache_pool_bytes: int = 0,
         seed: int = 0,
+        read_yx_patch_size: Sequence[int] | None = None,
     ) -> None:
         self.index = index
+        self.read_yx_patch_size = tuple(index.yx_patch_size if read_yx_patch_size is None else read_yx_patch_size)
+        if any(read > size for read, size in zip(self.read_yx_patch_size, index.yx_patch_size, strict=True)):
+            raise ValueError(
+                f"read_yx_patch_size {self.read_yx_patch_size} exceeds the index's yx_patch_size {index.yx_patch_size}."
+            )
         self.fit = fit
         self.tau_range_hours = (float(tau_range_hours[0]), float(tau_range_hours[1]))
         self.tau_decay_rate = float(tau_decay_rate)
@@ -247,7 +257,7 @@ class MultiExperimentTripletDataset(Dataset):
         """Read ``(B, C, Z, Y, X)`` patches of each set of rows in one tensorstore batch."""
         import tensorstore as ts
 
-        half_y, half_x = self.index.yx_patch_size[0] // 2, self.index.yx_patch_size[1] // 2
+        half_y, half_x = self.read_yx_patch_size[0] // 2, self.read_yx_patch_size[1] // 2
         z_range = self.index.z_range
         n_channels = len(self.channel_labels)
         shape = (n_channels, z_range.stop - z_range.start, 2 * half_y, 2 * half_x)

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from viscy_data._utils import BatchedCenterSpatialCropd
 
-__all__ = ["PerSample", "after_transfer_pipeline", "declared_kind", "handles_batches"]
+__all__ = ["PerSample", "after_transfer_pipeline", "declared_kind", "handles_batches", "smallest_read_yx"]
 
 _logger = logging.getLogger(__name__)
 
@@ -255,3 +255,54 @@ def after_transfer_pipeline(
     if crop_size is not None:
         ordered = _end_with_crop(ordered, crop_keys or [], tuple(crop_size))
     return Compose(_on_batches(ordered))
+
+
+def smallest_read_yx(pipeline: Compose, configured_yx: Sequence[int], z: int) -> tuple[int, int]:
+    """Return the smallest YX region to read around each cell from which ``pipeline`` gives the same output.
+
+    The pipeline samples nothing outside the final patch when its only spatial transform is the
+    final crop, and nothing outside ``smallest_read_size`` of a random affine that resamples into the
+    final patch (``BatchedRandAffined`` with ``spatial_size`` set by :func:`after_transfer_pipeline`)
+    when that is its only spatial transform. Its translations are then made relative to the
+    configured read (``translate_reference_size``), so that they keep their length in voxels. With
+    any other spatial transform, or a transform that declares no kind or runs sample by sample, the
+    configured read is kept.
+
+    The output is unchanged except for statistics computed over the read region: percentile
+    normalization (``BatchedScaleIntensityRangePercentilesd``) takes its percentiles over the
+    smaller read. Normalization by FOV statistics (``NormalizeSampled``) is unchanged.
+
+    Parameters
+    ----------
+    pipeline : Compose
+        An :func:`after_transfer_pipeline` with its final crop.
+    configured_yx : Sequence[int]
+        The configured read (``initial_yx_patch_size`` / ``yx_patch_size``), ``(Y, X)``.
+    z : int
+        Z slices read.
+
+    Returns
+    -------
+    tuple[int, int]
+        The read ``(Y, X)``: at most the configured one, of the same parity along each axis.
+    """
+    configured = (int(configured_yx[0]), int(configured_yx[1]))
+    transforms = list(pipeline.transforms)
+    if any(declared_kind(transform) is None for transform in transforms):
+        return configured
+    spatial = [transform for transform in transforms if declared_kind(transform) == "spatial"]
+    if len(spatial) != 1:
+        return configured
+    (only,) = spatial
+    if isinstance(only, BatchedCenterSpatialCropd):
+        needed = tuple(only.cropper.roi_size)[-2:]
+    elif callable(getattr(only, "smallest_read_size", None)) and getattr(only, "spatial_size", None) is not None:
+        only.translate_reference_size = (z, *configured)
+        needed = only.smallest_read_size()[-2:]
+    else:
+        return configured
+    read = []
+    for size, need in zip(configured, needed, strict=True):
+        need = int(need) if need > 0 else size  # a non-positive crop size keeps the whole axis
+        read.append(min(size, need + (size - need) % 2))
+    return read[0], read[1]

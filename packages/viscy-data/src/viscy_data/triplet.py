@@ -29,7 +29,7 @@ from viscy_data._utils import (
     _require_columns,
     _validate_store_channels,
 )
-from viscy_data.after_transfer import after_transfer_pipeline
+from viscy_data.after_transfer import after_transfer_pipeline, smallest_read_yx
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.compatibility import accept_default_only
 from viscy_data.normalization import read_norm_meta, select_timepoint
@@ -86,6 +86,11 @@ class TripletDataset(Dataset):
         Tensorstore chunk cache size; 0 disables it.
     seed : int
         Seed of the negative sampling; a batch of the same indices gets the same negatives.
+    read_yx_patch_size : tuple[int, int], optional
+        YX size actually read, centred on the same point, when smaller than
+        ``initial_yx_patch_size`` (which still decides which cells are far enough from the
+        border): the region the augmentations can sample
+        (:func:`viscy_data.after_transfer.smallest_read_yx`). Default: ``initial_yx_patch_size``.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class TripletDataset(Dataset):
         return_negative: bool = True,
         cache_pool_bytes: int = 0,
         seed: int = 0,
+        read_yx_patch_size: tuple[int, int] | None = None,
     ) -> None:
         import_optional("tensorstore", extra="triplet", feature="TripletDataset")
         if len(positions) != len(tracks_tables):
@@ -117,6 +123,11 @@ class TripletDataset(Dataset):
         self.z_range = z_range
         self.fit = fit
         self.yx_patch_size = tuple(initial_yx_patch_size)
+        self.read_yx_patch_size = self.yx_patch_size if read_yx_patch_size is None else tuple(read_yx_patch_size)
+        if any(read > size for read, size in zip(self.read_yx_patch_size, self.yx_patch_size, strict=True)):
+            raise ValueError(
+                f"read_yx_patch_size {self.read_yx_patch_size} exceeds initial_yx_patch_size {self.yx_patch_size}."
+            )
         self.predict_cells = predict_cells
         self.include_fov_names = include_fov_names
         self.include_track_ids = include_track_ids
@@ -254,7 +265,7 @@ class TripletDataset(Dataset):
         :class:`~viscy_data.read_errors.ArrayReadError` naming its store, FOV and time point.
         """
         ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
-        half_y, half_x = self.yx_patch_size[0] // 2, self.yx_patch_size[1] // 2
+        half_y, half_x = self.read_yx_patch_size[0] // 2, self.read_yx_patch_size[1] // 2
         channels = _as_slice_if_contiguous(self.channel_indices)
         z_size = len(range(*self.z_range.indices(self._n_slices)))
         batches, reads = [], []
@@ -503,6 +514,16 @@ class TripletDataModule(PlateDataModule):
         crop = {"crop_keys": self.source_channel, "crop_size": (self.z_window_size, *self.final_yx_patch_size)}
         self._augmentation_transform = after_transfer_pipeline(self.normalizations + self.augmentations, **crop)
         self._no_augmentation_transform = after_transfer_pipeline(self.normalizations, **crop)
+        self.read_yx_patch_size = smallest_read_yx(
+            self._augmentation_transform, self.initial_yx_patch_size, self.z_range.stop - self.z_range.start
+        )
+        if self.read_yx_patch_size != self.initial_yx_patch_size:
+            _logger.info(
+                "Reading %s around each cell instead of initial_yx_patch_size %s: the augmentations sample nothing "
+                "outside it (percentiles of a percentile normalization are taken over this smaller region).",
+                self.read_yx_patch_size,
+                self.initial_yx_patch_size,
+            )
 
     def _check_inputs(self) -> None:
         """Validate the store, its channels, ``z_range``, the Z window, the tracks and the patch sizes."""
@@ -537,6 +558,7 @@ class TripletDataModule(PlateDataModule):
             "time_interval": self.time_interval,
             "cache_pool_bytes": self.cache_pool_bytes,
             "initial_yx_patch_size": self.initial_yx_patch_size,
+            "read_yx_patch_size": self.read_yx_patch_size,
         }
 
     def _setup_fit(self) -> None:

@@ -166,7 +166,9 @@ def sampling_theta(
     return torch.cat([normalized.flip(1, 2), offset.flip(1).unsqueeze(2)], dim=2)
 
 
-def _check_spatial_size(spatial_size: Sequence[int] | int | None) -> tuple[int, int, int] | None:
+def _check_spatial_size(
+    spatial_size: Sequence[int] | int | None, name: str = "spatial_size"
+) -> tuple[int, int, int] | None:
     if spatial_size is None:
         return None
     size = (spatial_size,) * 3 if isinstance(spatial_size, int) else spatial_size
@@ -176,7 +178,7 @@ def _check_spatial_size(spatial_size: Sequence[int] | int | None) -> tuple[int, 
         or len(size) != 3
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
     ):
-        raise ValueError(f"spatial_size must be None, an int or 3 ints (Z, Y, X), got {spatial_size!r}")
+        raise ValueError(f"{name} must be None, an int or 3 ints (Z, Y, X), got {spatial_size!r}")
     return tuple(size)
 
 
@@ -380,6 +382,14 @@ class BatchedRandAffine(RandomTransform[AffineParams]):
         :class:`~viscy_transforms.BatchedCenterSpatialCrop` to ``spatial_size``, up to float
         rounding; samples that are not selected are only centre-cropped. Default None: the output
         has the input's size.
+
+    Attributes
+    ----------
+    translate_reference_size : tuple[int, int, int] | None
+        Size (Z, Y, X) that ``translate_range`` is a fraction of; None (default) for the input's
+        size. A data module that reads a smaller region than configured (only what the draws can
+        sample, :meth:`smallest_read_size`) sets it to the configured read, so that translations
+        keep their length in voxels.
     """
 
     def __init__(
@@ -404,6 +414,7 @@ class BatchedRandAffine(RandomTransform[AffineParams]):
         self._translate = _per_axis_ranges(translate_range, "translate_range", (3,), 3, axis_forms)
         self._scale, self._isotropic_scale = _scale_ranges(scale_range)
         self.spatial_size = spatial_size
+        self.translate_reference_size = None
         super().__init__()
 
     @property
@@ -414,6 +425,23 @@ class BatchedRandAffine(RandomTransform[AffineParams]):
     @spatial_size.setter
     def spatial_size(self, spatial_size: Sequence[int] | int | None) -> None:
         self._spatial_size = _check_spatial_size(spatial_size)
+
+    @property
+    def translate_reference_size(self) -> tuple[int, int, int] | None:
+        """Size (Z, Y, X) that ``translate_range`` is a fraction of, or None for the input's size."""
+        return self._translate_reference_size
+
+    @translate_reference_size.setter
+    def translate_reference_size(self, size: Sequence[int] | int | None) -> None:
+        reference = _check_spatial_size(size, "translate_reference_size")
+        if reference is not None and min(reference) < 1:
+            raise ValueError(f"translate_reference_size must be positive, got {reference}")
+        self._translate_reference_size = reference
+
+    def _translation_scale(self, input_shape: Sequence[int]) -> Tensor:
+        """Voxels per unit of ``translate_range`` along Z, Y, X: the reference size, or the input's."""
+        reference = self.translate_reference_size
+        return torch.tensor(input_shape if reference is None else reference, dtype=torch.float64)
 
     def _draw_ranges(self, ranges: Tensor, batch_size: int) -> Tensor:
         return self._uniform(ranges[:, 0], ranges[:, 1], (batch_size, ranges.shape[0]))
@@ -435,7 +463,8 @@ class BatchedRandAffine(RandomTransform[AffineParams]):
     def apply(self, data: Tensor, params: AffineParams) -> Tensor:
         """Resample the selected samples of a (B, C, Z, Y, X) batch with their affines, into ``spatial_size``.
 
-        The translation is a fraction of the input's size (the read), with or without ``spatial_size``.
+        The translation is a fraction of :attr:`translate_reference_size` (default: the input's
+        size, the read), with or without ``spatial_size``.
         """
         check_batch_shape(data.shape, self)
         spatial_shape = tuple(data.shape[2:])
@@ -443,7 +472,7 @@ class BatchedRandAffine(RandomTransform[AffineParams]):
         centre = _crop_centre(output_shape, spatial_shape)
 
         def resample(sub: Tensor, index: Tensor) -> Tensor:
-            translation = params.translation[index] * torch.tensor(spatial_shape, dtype=torch.float64)
+            translation = params.translation[index] * self._translation_scale(spatial_shape)
             theta = sampling_theta(params.linear[index], translation - centre, spatial_shape, output_shape)
             theta = theta.to(device=sub.device, dtype=sub.dtype)
             grid = F.affine_grid(theta, [*sub.shape[:2], *output_shape], align_corners=False)
@@ -471,7 +500,8 @@ class BatchedRandAffine(RandomTransform[AffineParams]):
 
         The translation ``t`` is a fraction of the read, as in :meth:`apply`, so the size solves
         ``n >= 2 * reach(n) + 1`` (iterated from the output size; the smallest solution when every
-        translate range contains 0).
+        translate range contains 0); with :attr:`translate_reference_size` set, it is a fraction of
+        that size, whatever the read.
 
         Parameters
         ----------
@@ -504,7 +534,7 @@ class BatchedRandAffine(RandomTransform[AffineParams]):
     def _reach(self, output: Sequence[int], read: Sequence[int]) -> Tensor:
         """Return the worst-case ``|A^-1 @ (q - t)|`` per axis (3,) over draws and output voxels ``q``."""
         half_output = (torch.tensor(output, dtype=torch.float64) - 1) / 2
-        shifts = self._translate * torch.tensor(read, dtype=torch.float64).unsqueeze(1)
+        shifts = self._translate * self._translation_scale(read).unsqueeze(1)
         corners = _box_corners(-half_output - shifts[:, 1], half_output - shifts[:, 0])
         return _worst_case_reach(self._rotate, self._shear, self._scale[:, 0], corners, output)
 
@@ -539,7 +569,8 @@ class BatchedRandAffined(SharedDrawMapTransform):
         set (zy, zx, yz) and leave the others at zero, as MONAI does. Default None (no shear).
     translate_range : Sequence[tuple[float, float] | float] | float | None
         Translation as a **fraction of the image size** (the input's, also when
-        :attr:`spatial_size` crops the output) along Z, Y, X. Default None.
+        :attr:`spatial_size` crops the output, unless :attr:`translate_reference_size` names
+        another size) along Z, Y, X. Default None.
     scale_range : tuple[float, float] | Sequence[tuple[float, float]] | None
         Absolute scale factors (1 means unchanged): a flat (min, max) pair draws one isotropic
         factor per sample; three (min, max) pairs draw one factor per axis (ZYX). Default None.
@@ -557,6 +588,10 @@ class BatchedRandAffined(SharedDrawMapTransform):
         (see :class:`BatchedRandAffine`); :meth:`smallest_read_size` gives the smallest input that
         no draw samples outside of. A pipeline that follows the affine with a centre crop sets it
         (it is not a constructor argument, so configs keep the reference's signature).
+    translate_reference_size : tuple[int, int, int] | None
+        Size (Z, Y, X) that ``translate_range`` is a fraction of, None (default) for the input's.
+        A data module that reads less than its configured patch (what the draws can sample) sets
+        it to the configured patch, so that a translation keeps its length in voxels.
     """
 
     transform_kind: ClassVar[TransformKind] = TransformKind.SPATIAL
@@ -592,6 +627,15 @@ class BatchedRandAffined(SharedDrawMapTransform):
     @spatial_size.setter
     def spatial_size(self, spatial_size: Sequence[int] | int | None) -> None:
         self.transform.spatial_size = spatial_size
+
+    @property
+    def translate_reference_size(self) -> tuple[int, int, int] | None:
+        """Size (Z, Y, X) that ``translate_range`` is a fraction of (see :class:`BatchedRandAffine`), or None."""
+        return self.transform.translate_reference_size
+
+    @translate_reference_size.setter
+    def translate_reference_size(self, size: Sequence[int] | int | None) -> None:
+        self.transform.translate_reference_size = size
 
     def smallest_read_size(self, spatial_size: Sequence[int] | int | None = None) -> tuple[int, int, int]:
         """Return the smallest input size that no draw samples outside of (see :class:`BatchedRandAffine`).
