@@ -76,11 +76,15 @@ def _affine(prob: float = 0.8) -> BatchedRandAffined:
     )
 
 
-def test_the_fused_affine_equals_the_affine_on_the_read_then_the_centre_crop_for_the_same_draws():
+@pytest.mark.parametrize("crop", ["data module's", "configured"])
+def test_the_fused_affine_equals_the_affine_on_the_read_then_the_centre_crop_for_the_same_draws(crop):
     reference_affine, fused_affine = _affine(prob=1.0), _affine(prob=1.0)
     reference = Compose([reference_affine, BatchedCenterSpatialCropd(keys=KEYS, roi_size=(5, 32, 32))])
-    fused = after_transfer_pipeline([fused_affine], crop_keys=KEYS, crop_size=(5, 32, 32))
-    assert len(fused.transforms) == 1
+    if crop == "configured":  # as in a GPUTransformDataModule's list
+        fused = after_transfer_pipeline([fused_affine, BatchedCenterSpatialCropd(keys=KEYS, roi_size=(5, 32, 32))])
+    else:
+        fused = after_transfer_pipeline([fused_affine], crop_keys=KEYS, crop_size=(5, 32, 32))
+    assert list(fused.transforms) == [fused_affine]
     for seed in range(4):
         batch = {"Phase3D": _textured(16, seed), "RFP": _textured(16, seed + 100)}
         reference_affine.set_random_state(seed=seed)

@@ -108,6 +108,29 @@ def test_the_crop_stays_a_crop_when_the_affine_cannot_produce_it(configured):
     assert configured[0].spatial_size is None
 
 
+class _CropStandIn(_Spatial):
+    """A configured centre crop, as a GPUTransformDataModule's list holds one."""
+
+    def __init__(self, size, keys=("a",)) -> None:
+        super().__init__("crop", keys)
+        self.centre_crop_size = size
+
+
+def test_a_configured_centre_crop_right_after_the_affine_is_fused_into_it_and_later_intensity_runs_on_its_output():
+    affine = _Fusable("affine")
+    pipeline = after_transfer_pipeline([_Intensity("noise"), affine, _CropStandIn((2, 4, 4))])
+    assert _names(pipeline) == ["affine", "noise"]
+    assert affine.spatial_size == (2, 4, 4)
+
+
+@pytest.mark.parametrize("size", [4, (4, 4), (2, 0, 4)])  # sizes the affine cannot produce alone
+def test_a_configured_crop_of_another_form_stays_a_crop(size):
+    affine = _Fusable("affine")
+    pipeline = after_transfer_pipeline([affine, _CropStandIn(size)])
+    assert _names(pipeline) == ["affine", "crop"]
+    assert affine.spatial_size is None
+
+
 def test_an_affine_with_another_output_size_is_cropped_not_resized():
     affine = _Fusable("affine")
     affine.spatial_size = (2, 6, 6)

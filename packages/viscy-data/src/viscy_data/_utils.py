@@ -51,6 +51,11 @@ class BatchedCenterSpatialCropd(Cropd):
     ) -> None:
         super().__init__(keys, cropper=_BatchedCenterSpatialCrop(roi_size), allow_missing_keys=allow_missing_keys)
 
+    @property
+    def centre_crop_size(self) -> Sequence[int] | int:
+        """The crop's size, as given (read by ``viscy_data.after_transfer`` to fuse it into a random affine)."""
+        return self.cropper.roi_size
+
 
 def _ensure_channel_list(str_or_seq: str | Iterable[str]) -> list[str]:
     """Return channel names as a list: a string becomes a one-element list."""

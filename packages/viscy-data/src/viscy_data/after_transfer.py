@@ -8,16 +8,18 @@ applies one rule:
 1. **Normalize** on the patch as read (the statistics of percentile normalization are those of
    the read region).
 2. **Spatial** transforms, in their configured order, then the data module's centre crop to the
-   final patch; when the last spatial transform is a ``BatchedRandAffined`` over the crop's keys, it
-   resamples straight into the final patch (its ``spatial_size``: one ``grid_sample`` at the output
-   size) instead of resampling the whole read for the crop to throw most of it away.
+   final patch; a ``BatchedRandAffined`` followed by a centre crop over the same keys (the data
+   module's, or one configured in a ``GPUTransformDataModule``'s list) resamples straight into the
+   crop (its ``spatial_size``: one ``grid_sample`` at the output size) instead of resampling the
+   whole read for the crop to throw most of it away.
 3. **Intensity** transforms (contrast, scaling, noise, smoothing...) on the final patch only.
 4. Channel dropout, where a module has one, on the result (dynaclr's ``MultiExperimentDataModule``).
 
 Each transform declares its kind (class attribute ``transform_kind``: ``"normalize"``, ``"spatial"``
 or ``"intensity"``), whether it takes whole batches (``runs_on_batches``) and whether it can resample
-into a centre crop (``fuses_centre_crop``), as described in ``viscy_transforms.kinds`` (read here as
-plain attributes: viscy-data does not import viscy-transforms), so configs keep working in any order.
+into a centre crop (``fuses_centre_crop``); a centre crop says its size (``centre_crop_size``). These
+are described in ``viscy_transforms.kinds`` and read here as plain attributes (viscy-data does not
+import viscy-transforms), so configs keep working in any order.
 A transform that declares no kind makes the rule unsafe to apply (its place may matter), so the
 transforms then run in the configured order, the final crop last, and the log says which transform
 declared none. A transform that does not say whether it takes batches runs sample by sample when it
@@ -189,25 +191,38 @@ def _ordered(transforms: list[Any]) -> list[Any]:
     return sorted(transforms, key=lambda transform: _ORDER[declared_kind(transform)])
 
 
-def _end_with_crop(transforms: list[Any], keys: Sequence[str], roi_size: tuple[int, ...]) -> list[Any]:
-    """Insert the final crop after the last spatial transform, or fuse it into that transform when it can."""
+def _with_final_crop(transforms: list[Any], keys: Sequence[str], roi_size: tuple[int, ...]) -> list[Any]:
+    """Insert the data module's final crop after the last spatial transform (last of all in configured order)."""
     spatial = [i for i, transform in enumerate(transforms) if declared_kind(transform) in ("normalize", "spatial")]
     undeclared = any(declared_kind(transform) is None for transform in transforms)
     position = len(transforms) if undeclared or not spatial else spatial[-1] + 1
-    last = transforms[position - 1] if position else None
-    if (
-        getattr(type(last), "fuses_centre_crop", False)
-        and last.spatial_size in (None, roi_size)
-        and set(last.keys) == set(keys)
-        and len(roi_size) == 3
-    ):
-        last.spatial_size = roi_size
-        return transforms
-    return [
-        *transforms[:position],
-        BatchedCenterSpatialCropd(keys=list(keys), roi_size=roi_size),
-        *transforms[position:],
-    ]
+    crop = BatchedCenterSpatialCropd(keys=list(keys), roi_size=roi_size)
+    return [*transforms[:position], crop, *transforms[position:]]
+
+
+def _fuse_centre_crops(transforms: list[Any]) -> list[Any]:
+    """Let a transform that ``fuses_centre_crop`` resample straight into the centre crop right after it.
+
+    The pair fuses when the crop (a transform with a ``centre_crop_size``) covers the same keys, its size
+    is three positive ints, and the affine has no other ``spatial_size``.
+    """
+    fused: list[Any] = []
+    for transform in transforms:
+        previous = fused[-1] if fused else None
+        size = getattr(transform, "centre_crop_size", None)
+        size = None if size is None or isinstance(size, int) else tuple(size)
+        if (
+            size is not None
+            and len(size) == 3
+            and min(size) > 0
+            and getattr(type(previous), "fuses_centre_crop", False)
+            and previous.spatial_size in (None, size)
+            and set(previous.keys) == set(transform.keys)
+        ):
+            previous.spatial_size = size
+            continue
+        fused.append(transform)
+    return fused
 
 
 def _on_batches(transforms: list[Any]) -> list[Any]:
@@ -240,9 +255,10 @@ def after_transfer_pipeline(
     crop_keys : Sequence[str], optional
         Keys of the data module's centre crop to the final patch (none without ``crop_size``).
     crop_size : Sequence[int], optional
-        Spatial size of that crop, ``(Z, Y, X)``. It runs after the spatial transforms, or the last
-        of them resamples straight into it when it declares ``fuses_centre_crop``
-        (``BatchedRandAffined``), covers ``crop_keys`` and has no other ``spatial_size``.
+        Spatial size of that crop, ``(Z, Y, X)``. It runs after the spatial transforms. A centre crop
+        (this one, or one configured among the transforms) right after a transform that declares
+        ``fuses_centre_crop`` (``BatchedRandAffined``) over the same keys, with no other
+        ``spatial_size``, is fused into it: the affine resamples straight into the crop.
 
     Returns
     -------
@@ -253,8 +269,8 @@ def after_transfer_pipeline(
     """
     ordered = _ordered(_flatten(transforms))
     if crop_size is not None:
-        ordered = _end_with_crop(ordered, crop_keys or [], tuple(crop_size))
-    return Compose(_on_batches(ordered))
+        ordered = _with_final_crop(ordered, crop_keys or [], tuple(crop_size))
+    return Compose(_on_batches(_fuse_centre_crops(ordered)))
 
 
 def smallest_read_yx(pipeline: Compose, configured_yx: Sequence[int], z: int) -> tuple[int, int]:
@@ -294,8 +310,9 @@ def smallest_read_yx(pipeline: Compose, configured_yx: Sequence[int], z: int) ->
     if len(spatial) != 1:
         return configured
     (only,) = spatial
-    if isinstance(only, BatchedCenterSpatialCropd):
-        needed = tuple(only.cropper.roi_size)[-2:]
+    crop_size = getattr(only, "centre_crop_size", None)
+    if crop_size is not None:
+        needed = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)[-2:]
     elif callable(getattr(only, "smallest_read_size", None)) and getattr(only, "spatial_size", None) is not None:
         only.translate_reference_size = (z, *configured)
         needed = only.smallest_read_size()[-2:]

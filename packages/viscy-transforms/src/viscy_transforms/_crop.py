@@ -111,6 +111,11 @@ class BatchedCenterSpatialCropd(ArrayMapTransform):
         super().__init__(keys, allow_missing_keys)
         self.transform = BatchedCenterSpatialCrop(roi_size)
 
+    @property
+    def centre_crop_size(self) -> Sequence[int] | int:
+        """The crop's size, as given; a pipeline fuses the crop into a random affine that precedes it."""
+        return self.transform.roi_size
+
 
 @dataclass(frozen=True, eq=False)
 class CropParams:

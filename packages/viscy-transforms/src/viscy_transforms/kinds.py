@@ -10,7 +10,8 @@ declarations are plain class attributes, and a :class:`TransformKind` is a ``str
   sample itself (every ``Batched*`` transform and ``NormalizeSampled``), False when it takes one
   ``(C, Z, Y, X)`` sample (the MONAI-style wrappers), so that a data module runs it sample by sample.
 - ``fuses_centre_crop``: True on ``BatchedRandAffined``, whose ``spatial_size`` makes it resample
-  straight into the centred window that a following centre crop would cut.
+  straight into the centred window that a following centre crop would cut; a centre crop
+  (``BatchedCenterSpatialCropd``) names that window's size in its ``centre_crop_size`` property.
 
 Not part of the 44 reference exports of the package root.
 """
