@@ -302,12 +302,14 @@ class StepTimer(Callback):
             return
         before, after = datamodule.on_before_batch_transfer, datamodule.on_after_batch_transfer
 
-        @functools.wraps(before)
+        # Not functools.wraps: Lightning calls a data module's transfer hook only where the data module
+        # overrides it (lightning_utilities' is_overridden), and it sees through __wrapped__ to the base
+        # class's on_before_batch_transfer, which the data modules do not override: the LightningModule's
+        # would run instead, this timer never, and the transfer time came out negative.
         def timed_before(batch: Any, dataloader_idx: int) -> Any:
             self._marks["fetched"] = time.perf_counter()
             return before(batch, dataloader_idx)
 
-        @functools.wraps(after)
         def timed_after(batch: Any, dataloader_idx: int) -> Any:
             self._sync()
             self._marks["transferred"] = time.perf_counter()
@@ -343,9 +345,12 @@ class StepTimer(Callback):
         self._sync()
         end = time.perf_counter()
         marks, start = self._marks, self._marks["start"]
+        if self._wrapped and not {"fetched", "transferred", "augmented"} <= set(marks):
+            raise RuntimeError(f"the batch-transfer hooks were not timed in step {batch_idx}: marks {sorted(marks)}")
         fetched = marks.get("fetched", start)
         transferred = marks.get("transferred", fetched)
         augmented = marks.get("augmented", transferred)
+        self._marks = {}
         if batch_idx >= self.warmup:
             # compute also holds the hooks from on_after_batch_transfer's exit to on_train_batch_start (microseconds)
             self.records.append(
