@@ -144,7 +144,18 @@ def build(config: dict, sizes: Sizes, store: Path, tracks: Path, num_workers: in
     encoder_args["in_stack_depth"] = sizes.z
     channels = encoder_args["in_channels"]
     model_node["init_args"]["example_input_array_shape"] = [1, channels, sizes.z, sizes.final, sizes.final]
-    data_node = yaml.safe_load(yaml.safe_dump(config["data"]))
+    seed_everything(0, verbose=False)
+    module = instantiate(model_node)
+    if args.channels_last:
+        to_channels_last(module)
+    return module, build_datamodule(config, sizes, store, tracks, num_workers, args.pin_memory, args.cache_pool_mib)
+
+
+def build_datamodule(
+    config: dict, sizes: Sizes, store: Path, tracks: Path, num_workers: int, pin_memory: bool, cache_pool_mib: int
+) -> Any:
+    """Build the TripletDataModule of ``config`` at ``sizes`` on the plate at ``store``."""
+    data_node = yaml.safe_load(yaml.safe_dump(config["data"]))  # deep copy
     data_node["init_args"].update(
         data_path=str(store),
         tracks_path=str(tracks),
@@ -153,14 +164,11 @@ def build(config: dict, sizes: Sizes, store: Path, tracks: Path, num_workers: in
         num_workers=num_workers,
         initial_yx_patch_size=[sizes.initial, sizes.initial],
         final_yx_patch_size=[sizes.final, sizes.final],
-        pin_memory=args.pin_memory,
-        cache_pool_bytes=args.cache_pool_mib << 20,
+        pin_memory=pin_memory,
+        cache_pool_bytes=cache_pool_mib << 20,
     )
     seed_everything(0, verbose=False)
-    module = instantiate(model_node)
-    if args.channels_last:
-        to_channels_last(module)
-    return module, instantiate(data_node)
+    return instantiate(data_node)
 
 
 def to_channels_last(module: torch.nn.Module) -> None:
@@ -521,6 +529,7 @@ def main() -> None:
             raise SystemExit(f"the plate has {n_anchors} training anchors, fewer than {sizes.batches} batches")
         encoder = config["model"]["init_args"]["encoder"]["init_args"]
         loss = config["model"]["init_args"]["loss_function"]["class_path"].rpartition(".")[2]
+        read = "x".join(map(str, datamodule.read_yx_patch_size))
         hardware = (
             torch.cuda.get_device_name(device)
             if device.type == "cuda"
@@ -535,7 +544,8 @@ def main() -> None:
             f"{', channels_last' if args.channels_last else ''}"
         )
         print(
-            f"# data: batch {sizes.batch}, {sizes.initial}x{sizes.initial} read -> {sizes.final}x{sizes.final} after "
+            f"# data: batch {sizes.batch}, {sizes.initial}x{sizes.initial} configured read ({read} read) -> "
+            f"{sizes.final}x{sizes.final} after "
             f"{args.config.name} normalizations + augmentations; pin_memory {args.pin_memory}, tensorstore cache "
             f"{args.cache_pool_mib} MiB; {n_anchors} training anchors"
         )
