@@ -409,6 +409,26 @@ def test_training_channels_all_zero_fills_the_reporter_an_experiment_lacks(exper
             assert torch.count_nonzero(batch[key][:, present]) > 0
 
 
+def test_a_reused_read_array_has_the_channels_an_experiment_lacks_zeroed(experiments_workdir):
+    """Samples of both experiments (GFP only, RFP only) land in the arrays of dropped batches: no stale reporter."""
+    datamodule = _datamodule(
+        training_channels="all", val_experiments=[], condition_balanced=False, channel_dropout_channels=[1, 2]
+    )
+    datamodule.setup("fit")
+    experiments_seen, n_batches = set(), 0
+    for batch, _ in zip(datamodule.train_dataloader(), range(16), strict=False):
+        n_batches += 1
+        for key in ("anchor", "positive"):
+            for sample in batch[key]:  # batches may mix experiments (leaky)
+                empty = [int(torch.count_nonzero(sample[channel])) == 0 for channel in (1, 2)]
+                assert sum(empty) == 1, "each experiment lacks exactly one reporter: all zero"
+                experiments_seen.add(empty.index(True))
+        del batch
+    assert experiments_seen == {0, 1}
+    assert n_batches == 16
+    assert len(datamodule.train_dataset._buffers) < 2 * n_batches  # anchor and positive arrays were reused
+
+
 def test_training_batch_sampler_exposes_the_samplers_attributes_but_not_to_lightning(experiments_workdir):
     """Regression: the loader's batch_sampler hid set_epoch & co.; Lightning's own set_epoch must still miss it."""
     datamodule = _datamodule()

@@ -1,5 +1,6 @@
 import threading
 import time
+import weakref
 
 import pytest
 import torch
@@ -166,3 +167,14 @@ def test_pin_memory_pins_every_tensor_of_the_batch():
         assert batch["nested"][0].is_pinned()
         assert batch["nested"][1][0] == "kept"
         assert batch["nested"][1][1].is_pinned()
+
+
+def test_a_yielded_batch_lives_only_as_long_as_the_consumer_keeps_it():
+    """Regression: the loader held the last batch until the next was read, so its arrays could not be reused."""
+    loader = ThreadedDataLoader(BatchedSquares(), batch_size=4, num_workers=1, collate_fn=lambda batch: batch)
+    batches = iter(loader)
+    batch = next(batches)
+    first = weakref.ref(batch["square"])
+    del batch
+    assert first() is None
+    assert next(batches)["square"].tolist() == [16, 25, 36, 49]

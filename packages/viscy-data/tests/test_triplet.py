@@ -488,3 +488,18 @@ def test_batches_transformed_without_a_trainer_draw_new_augmentations_reproducib
     again = two_batches()
     torch.testing.assert_close(again[0], first, rtol=0, atol=0)
     torch.testing.assert_close(again[1], second, rtol=0, atol=0)
+
+
+def test_a_batch_held_by_the_consumer_is_not_rewritten_by_later_reads(tracking_plate):
+    """Batches are read into reused arrays (PatchBuffers): never one that a held batch still uses."""
+    dm = _module(tracking_plate, num_workers=2, batch_size=2, time_interval="any")
+    dm.setup("fit")
+    batches = iter(dm.train_dataloader())
+    held = next(batches)
+    expected = {key: held[key].clone() for key in ("anchor", "positive", "negative")}
+    later = [next(batches)["anchor"].sum() for _ in range(4)]  # each later batch dropped at once
+    assert len(later) == 4
+    for key, value in expected.items():
+        assert torch.equal(held[key], value)
+    assert torch.equal(held["positive"], held["anchor"])  # "any": the positive is a copy of the anchor
+    assert held["positive"].data_ptr() != held["anchor"].data_ptr()

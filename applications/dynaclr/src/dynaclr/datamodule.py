@@ -321,6 +321,7 @@ temporal_global_fraction, experiment_weights, condition_ratio
             cache_pool_bytes=self.cache_pool_bytes,
             seed=self.seed,
             read_yx_patch_size=self._read_yx_patch_size,
+            pin_memory=self.pin_memory,
         )
 
     def _build_transforms(self) -> None:

@@ -16,6 +16,7 @@ from dynaclr.tau_sampling import tau_probabilities
 from viscy_data import INDEX_COLUMNS, NormMeta
 from viscy_data.normalization import STATISTIC_NAMES, read_norm_meta, select_timepoint
 from viscy_data.ome_compat import TensorstoreCache
+from viscy_data.patch_buffers import PatchBuffers
 from viscy_data.read_errors import naming_read_errors
 
 __all__ = ["PREDICT_INDEX_COLUMNS", "MultiExperimentTripletDataset"]
@@ -31,7 +32,9 @@ class MultiExperimentTripletDataset(Dataset):
 
     Only the batched ``__getitems__(indices)`` reads (torch's fetcher calls it with a whole batch;
     ``__getitem__`` reads a batch of one). All patches of a batch go out as one tensorstore batch
-    into one preallocated array per key, so chunks shared by several patches are read once.
+    into one array per key, so chunks shared by several patches are read once; the arrays come from a
+    pool reused once no batch uses them (:class:`viscy_data.patch_buffers.PatchBuffers`), so a batch
+    costs no allocation.
 
     Parameters
     ----------
@@ -55,6 +58,10 @@ class MultiExperimentTripletDataset(Dataset):
         YX size actually read around each (border-clamped) patch centre, when smaller than
         ``index.yx_patch_size``: the region the augmentations can sample
         (:func:`viscy_data.after_transfer.smallest_read_yx`). Default: ``index.yx_patch_size``.
+    pin_memory : bool
+        Read into page-locked host memory (when CUDA is available), so that pinning the batch costs no
+        copy. Batches are read into arrays reused once no batch uses them
+        (:class:`viscy_data.patch_buffers.PatchBuffers`).
 
     Notes
     -----
@@ -81,6 +88,7 @@ class MultiExperimentTripletDataset(Dataset):
         cache_pool_bytes: int = 0,
         seed: int = 0,
         read_yx_patch_size: Sequence[int] | None = None,
+        pin_memory: bool = False,
     ) -> None:
         self.index = index
         self.read_yx_patch_size = tuple(index.yx_patch_size if read_yx_patch_size is None else read_yx_patch_size)
@@ -98,6 +106,7 @@ class MultiExperimentTripletDataset(Dataset):
         self.rank = 0
         self.channel_labels = list(index.registry.active_channels)
         self._tensorstores = TensorstoreCache(self.cache_pool_bytes)
+        self._buffers = PatchBuffers(pin_memory=pin_memory)
         self._index_rows()
         self._index_channels()
         if fit:
@@ -132,6 +141,10 @@ class MultiExperimentTripletDataset(Dataset):
                 [None if zarr == MISSING_CHANNEL else experiment.channel_names[zarr] for zarr in zarr_channels]
             )
         self._channel_runs = [_channel_runs(zarr_channels) for zarr_channels in self._channel_maps]
+        self._missing_channels = [
+            [channel for channel, zarr in enumerate(zarr_channels) if zarr == MISSING_CHANNEL]
+            for zarr_channels in self._channel_maps
+        ]
         dtypes = {np.dtype(image.dtype) for image in self._images}
         self._dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
 
@@ -264,9 +277,12 @@ class MultiExperimentTripletDataset(Dataset):
         batches, reads = [], []
         with ts.Batch() as read_batch:
             for rows in row_sets:
-                batch = np.zeros((len(rows), *shape), dtype=self._dtype)
+                batch, tensor = self._buffers.batch((len(rows), *shape), self._dtype)
                 destination = ts.array(batch, copy=False, write=True)
                 for slot, row in enumerate(rows.tolist()):
+                    missing = self._missing_channels[self._row_experiment[row]]
+                    if missing:  # the array holds an earlier batch: zero what this experiment lacks
+                        batch[slot, missing] = 0
                     fov = self._row_fov[row]
                     store = self._store(fov)
                     if store.dtype.numpy_dtype != self._dtype:
@@ -277,11 +293,11 @@ class MultiExperimentTripletDataset(Dataset):
                         source = store[(self._row_t[row], zarr_channels, z_range, *region)]
                         future = destination[slot, model_channels].write(source, batch=read_batch)
                         reads.append((row, future))
-                batches.append(batch)
+                batches.append(tensor)
         for row, future in reads:
             with naming_read_errors(self._images[self._row_fov[row]], time_point=int(self._row_t[row])):
                 future.result()
-        return [torch.from_numpy(batch) for batch in batches]
+        return batches
 
     def _norm_meta_of(self, rows: np.ndarray) -> list[NormMeta] | None:
         """Per-sample normalization metadata at each row's time point, keyed by model channel labels."""

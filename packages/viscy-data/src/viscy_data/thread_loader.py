@@ -130,6 +130,15 @@ class ThreadedDataLoader(DataLoader):
         items = getitems(indices) if getitems else [self.dataset[index] for index in indices]
         return self.collate_fn(items)
 
+    def _next_batch(
+        self, pending: deque[Future], batches: Iterator[Any], pool: ThreadPoolExecutor, timeout: float | None, pin: bool
+    ) -> Any:
+        """Wait for the oldest read, start the next one, and return the batch (pinned with ``pin``)."""
+        batch = pending.popleft().result(timeout=timeout)
+        for indices in _take(batches, 1):
+            pending.append(pool.submit(self._read, indices))
+        return _pin(batch) if pin else batch
+
     def __iter__(self) -> Iterator[Any]:
         """Yield batches in sampler order, re-raising any error of their reads."""
         n_threads = max(self.num_workers, 1)
@@ -143,9 +152,8 @@ class ThreadedDataLoader(DataLoader):
             for indices in _take(batches, read_ahead):
                 pending.append(pool.submit(self._read, indices))
             while pending:
-                batch = pending.popleft().result(timeout=timeout)
-                for indices in _take(batches, 1):
-                    pending.append(pool.submit(self._read, indices))
-                yield _pin(batch) if pin else batch
+                # no local holds the batch while the consumer has it: it lives as long as the consumer keeps
+                # it, and the read arrays it uses can be reused as soon as it is dropped (PatchBuffers)
+                yield self._next_batch(pending, batches, pool, timeout, pin)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)

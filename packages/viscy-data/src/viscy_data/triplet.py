@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from iohub.ngff import Position
 from monai.data import set_track_meta
 from monai.data.utils import no_collation
@@ -34,6 +33,7 @@ from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.compatibility import accept_default_only
 from viscy_data.normalization import read_norm_meta, select_timepoint
 from viscy_data.ome_compat import TensorstoreCache, array_store_path, fov_name, open_ome_zarr
+from viscy_data.patch_buffers import PatchBuffers
 from viscy_data.plate import PlateDataModule
 from viscy_data.read_errors import naming_read_errors
 from viscy_data.seeding import BatchSeeder
@@ -91,6 +91,10 @@ class TripletDataset(Dataset):
         ``initial_yx_patch_size`` (which still decides which cells are far enough from the
         border): the region the augmentations can sample
         (:func:`viscy_data.after_transfer.smallest_read_yx`). Default: ``initial_yx_patch_size``.
+    pin_memory : bool
+        Read into page-locked host memory (when CUDA is available), so that pinning the batch
+        costs no copy. Batches are read into arrays reused once no batch uses them
+        (:class:`~viscy_data.patch_buffers.PatchBuffers`).
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class TripletDataset(Dataset):
         cache_pool_bytes: int = 0,
         seed: int = 0,
         read_yx_patch_size: tuple[int, int] | None = None,
+        pin_memory: bool = False,
     ) -> None:
         import_optional("tensorstore", extra="triplet", feature="TripletDataset")
         if len(positions) != len(tracks_tables):
@@ -136,6 +141,7 @@ class TripletDataset(Dataset):
         self.cache_pool_bytes = cache_pool_bytes
         self.seed = seed
         self._tensorstores = TensorstoreCache(cache_pool_bytes)
+        self._buffers = PatchBuffers(pin_memory=pin_memory)
         self._norm_meta = [read_norm_meta(position) for position in positions]
         self._images = [position["0"] for position in positions]
         self._store_keys = [str(array_store_path(image)) for image in self._images]
@@ -259,9 +265,10 @@ class TripletDataset(Dataset):
     def _read_patches(self, *row_sets: np.ndarray) -> list[Tensor]:
         """Read ``(B, C, Z, Y, X)`` patches around each set of tracks rows, all sets at once.
 
-        Every patch is copied by tensorstore straight into its slot of one preallocated
-        batch array per set; all reads go out in one tensorstore batch, so chunks shared by
-        several patches are read once. A failed read raises
+        Every patch is copied by tensorstore straight into its slot of one batch array per
+        set, taken from a pool of arrays reused once no batch uses them (:class:`PatchBuffers`);
+        all reads go out in one tensorstore batch, so chunks shared by several patches are read
+        once. A failed read raises
         :class:`~viscy_data.read_errors.ArrayReadError` naming its store, FOV and time point.
         """
         ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
@@ -272,9 +279,9 @@ class TripletDataset(Dataset):
         with ts.Batch() as read_batch:  # lets tensorstore read each chunk once for the whole batch
             for rows in row_sets:
                 first_store = self._get_tensorstore(self._row_position[rows[0]] if len(rows) else 0)
-                batch = np.empty(
+                batch, tensor = self._buffers.batch(
                     (len(rows), len(self.channel_indices), z_size, 2 * half_y, 2 * half_x),
-                    dtype=first_store.dtype.numpy_dtype,
+                    first_store.dtype.numpy_dtype,
                 )
                 destination = ts.array(batch, copy=False, write=True)
                 for slot, row in enumerate(rows):
@@ -285,11 +292,11 @@ class TripletDataset(Dataset):
                     yx = (slice(y - half_y, y + half_y), slice(x - half_x, x + half_x))
                     source = indexer[(self._row_t[row], channels, self.z_range, *yx)]
                     reads.append((row, destination[slot].write(source, batch=read_batch)))
-                batches.append(batch)
+                batches.append(tensor)
         for row, future in reads:
             with naming_read_errors(self._images[self._row_position[row]], time_point=int(self._row_t[row])):
                 future.result()
-        return [torch.from_numpy(batch) for batch in batches]
+        return batches
 
     def _norm_meta_of(self, rows: np.ndarray) -> list[NormMeta | None] | None:
         """Per-sample normalization metadata at each row's time point; None when no FOV has any."""
@@ -336,7 +343,9 @@ class TripletDataset(Dataset):
             sample[key] = patches
             sample[f"{key}_norm_meta"] = self._norm_meta_of(row_sets[key])
         if self.fit and self.time_interval == "any":
-            sample["positive"] = sample["anchor"].clone()
+            anchor = sample["anchor"].numpy()
+            positive, sample["positive"] = self._buffers.batch(anchor.shape, anchor.dtype)
+            np.copyto(positive, anchor)
             sample["positive_norm_meta"] = sample["anchor_norm_meta"]
         if not self.fit:
             sample["index"] = self._tracking_index(anchor_rows)
@@ -559,6 +568,7 @@ class TripletDataModule(PlateDataModule):
             "cache_pool_bytes": self.cache_pool_bytes,
             "initial_yx_patch_size": self.initial_yx_patch_size,
             "read_yx_patch_size": self.read_yx_patch_size,
+            "pin_memory": self.pin_memory,
         }
 
     def _setup_fit(self) -> None:
