@@ -26,7 +26,8 @@ import tensorstore as ts
 
 from viscy_data.ome_compat import open_ome_zarr, open_tensorstore, tensorstore_context
 from viscy_data.synthetic import write_synthetic_plate
-from viscy_data.triplet import TripletDataset, read_tracks_csv
+from viscy_data.tracks import read_tracks_csv
+from viscy_data.triplet import TripletDataset
 
 BATCH_SIZE = 64
 PATCH = (256, 256)
@@ -157,7 +158,7 @@ def main() -> None:
 
     plate = open_ome_zarr(store_path, layout="hcs", mode="r")
     positions = [position for _, position in plate.positions()]
-    tables = [read_tracks_csv(tracks_path / name) for name, _ in plate.positions()]
+    tables = [read_tracks_csv(tracks_path / name, f"FOV {name}") for name, _ in plate.positions()]
     print(
         f"\n{len(positions)} FOVs, batches of {BATCH_SIZE} anchors + {BATCH_SIZE} positives, {len(CHANNELS)} channels, "
         f"{Z_SLICES} z, {PATCH[0]}x{PATCH[1]} patches, float32; {args.rounds} rounds over {args.batches} batches"

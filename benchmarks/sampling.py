@@ -457,7 +457,7 @@ def run_index(args: argparse.Namespace, root: Path) -> None:
     progress("index: building MultiExperimentIndex")
     ours = Stopwatch()
     patches = [
-        mock.patch.object(index_module, "_read_fov_tracks", ours.wrap("read CSVs", index_module._read_fov_tracks)),
+        mock.patch.object(index_module, "read_tracks_csv", ours.wrap("read CSVs", index_module.read_tracks_csv)),
         *(
             mock.patch.object(MultiExperimentIndex, method, ours.wrap(label, getattr(MultiExperimentIndex, method)))
             for method, label in (
@@ -592,10 +592,10 @@ def write_two_experiments(root: Path, z_slices: int, yx_size: int, cells_per_fov
     return experiments
 
 
-def rows_read(dataset: Any, batch: list[int]) -> np.ndarray:
-    """Return the rows of ``dataset.index.tracks`` that ``dataset.__getitems__(batch)`` reads: anchors, positives.
+def patches_read(dataset: Any, batch: list[int]) -> list[tuple[int, int, int, int]]:
+    """Return the patches that ``dataset.__getitems__(batch)`` reads: anchors, positives.
 
-    The positives of a batch are seeded by the batch, so every later read of ``batch`` reads these rows.
+    The positives of a batch are seeded by the batch, so every later read of ``batch`` reads these patches.
 
     Parameters
     ----------
@@ -606,19 +606,19 @@ def rows_read(dataset: Any, batch: list[int]) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray
-        ``2 * len(batch)`` row positions.
+    list[tuple[int, int, int, int]]
+        ``(fov, t, y, x)`` of the centre of each of the ``2 * len(batch)`` patches.
     """
-    captured: list[np.ndarray] = []
-    read_patches = dataset._read_patches
+    captured: list[Any] = []
+    read = dataset._reader.read
 
-    def spy(row_sets: list[np.ndarray]) -> Any:
-        captured.extend(row_sets)
-        return read_patches(row_sets)
+    def spy(patch_sets: list[Any]) -> Any:
+        captured.extend(patch_sets)
+        return read(patch_sets)
 
-    with mock.patch.object(dataset, "_read_patches", spy):
+    with mock.patch.object(dataset._reader, "read", spy):
         dataset.__getitems__(batch)
-    return np.concatenate(captured)
+    return [tuple(patch) for locations in captured for patch in zip(*(c.tolist() for c in locations), strict=True)]
 
 
 def run_getitems(args: argparse.Namespace, root: Path) -> None:
@@ -656,19 +656,10 @@ def run_getitems(args: argparse.Namespace, root: Path) -> None:
     ]
     context = tensorstore_context(0)
     stores = [open_tensorstore(position["0"], context=context) for position in index.positions]
-    tracks = index.tracks
-    regions = {}
-    for number, batch in enumerate(batches):
-        rows = rows_read(dataset, batch)
-        regions[number] = list(
-            zip(
-                tracks["fov_index"].to_numpy()[rows].tolist(),
-                tracks["t"].to_numpy()[rows].tolist(),
-                (tracks["y_clamp"].to_numpy()[rows] - patch // 2).tolist(),
-                (tracks["x_clamp"].to_numpy()[rows] - patch // 2).tolist(),
-                strict=True,
-            )
-        )
+    regions = {
+        number: [(fov, t, y - patch // 2, x - patch // 2) for fov, t, y, x in patches_read(dataset, batch)]
+        for number, batch in enumerate(batches)
+    }
     shape = (len(CHANNELS), args.getitems_z, patch, patch)
 
     def dataset_read(number: int) -> dict[str, Any]:

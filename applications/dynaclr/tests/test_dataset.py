@@ -162,7 +162,7 @@ def test_fit_batch_keys_shapes_and_dtype(plates, name, dtype):
     for key in ("anchor", "positive"):
         assert batch[key].shape == (5, 2, 2, 14, 16)
         assert batch[key].dtype == dtype
-        assert len(batch[f"{key}_norm_meta"]) == 5
+        assert batch[f"{key}_norm_meta"]["ch_0"]["timepoint_statistics"]["mean"].shape == (5,)
     single = dataset[3]
     assert single["anchor"].shape == (1, 2, 2, 14, 16)
     torch.testing.assert_close(single["anchor"][0], batch["anchor"][1], rtol=0, atol=0)
@@ -325,6 +325,21 @@ def test_draws_depend_on_seed_epoch_rank_and_indices_only(pair_index):
 # Channels and normalization metadata
 
 
+def per_sample(norm_meta: dict, n_samples: int) -> list[dict]:
+    """Split a batch's ``{channel: {level: {stat: (B,) Tensor}}}`` into one tree per sample."""
+    for channel in norm_meta.values():
+        for statistics in channel.values():
+            for values in statistics.values():
+                assert values.shape == (n_samples,)  # one tensor per statistic, collated on the host
+    return [
+        {
+            channel: {level: {stat: values[i] for stat, values in stats.items()} for level, stats in levels.items()}
+            for channel, levels in norm_meta.items()
+        }
+        for i in range(n_samples)
+    ]
+
+
 def test_norm_meta_keyed_by_model_channels_at_the_samples_time_point(pair_index):
     """norm_meta keys are ch_0/ch_1 mapped to each experiment's source channels, at each sample's own t."""
     assert pair_index.registry.active_channels == ["ch_0", "ch_1"]
@@ -334,7 +349,7 @@ def test_norm_meta_keyed_by_model_channels_at_the_samples_time_point(pair_index)
     tracks = pair_index.tracks
     positive_rows = [candidates[0] for candidates in matched_rows(pair_index, batch["positive"])]
     for key, rows in (("anchor", pair_index.anchor_rows[indices]), ("positive", positive_rows)):
-        for meta, row in zip(batch[f"{key}_norm_meta"], rows, strict=True):
+        for meta, row in zip(per_sample(batch[f"{key}_norm_meta"], len(rows)), rows, strict=True):
             cell = tracks.iloc[row]
             config = pair_index.registry.get_experiment(str(cell["experiment"]))
             stored = zattrs_normalization(config, cell["fov_name"])
@@ -364,7 +379,7 @@ def test_all_channels_zero_fill_a_missing_reporter(plates):
     rows = index.anchor_rows[indices]
     missing = {"exp_a": "RFP", "exp_b": "GFP"}
     names = set()
-    for patch, meta, row in zip(batch["anchor"], batch["anchor_norm_meta"], rows, strict=True):
+    for patch, meta, row in zip(batch["anchor"], per_sample(batch["anchor_norm_meta"], len(rows)), rows, strict=True):
         cell = index.tracks.iloc[row]
         name = str(cell["experiment"])
         names.add(name)
@@ -389,7 +404,8 @@ def test_source_channel_order_is_the_model_channel_order(plates):
     index = make_index([experiment(plates, "exp_a", source_channel=["GFP", "Phase3D"])])
     dataset = make_dataset(index)
     batch = dataset.__getitems__([0, 1, 2])
-    for patch, meta, row in zip(batch["anchor"], batch["anchor_norm_meta"], index.anchor_rows[:3], strict=True):
+    metas = per_sample(batch["anchor_norm_meta"], 3)
+    for patch, meta, row in zip(batch["anchor"], metas, index.anchor_rows[:3], strict=True):
         np.testing.assert_array_equal(patch.numpy(), direct_patch(index, row, channels=[1, 0]))
         cell = index.tracks.iloc[row]
         stored = zattrs_normalization(index.registry.experiments[0], cell["fov_name"])
@@ -498,7 +514,8 @@ def test_threaded_loader_with_flexible_batch_sampler(pair_index):
         assert isinstance(batch, dict)
         assert batch["anchor"].shape == (8, 2, Z_SLICES, *PATCH)
         assert batch["positive"].shape == (8, 2, Z_SLICES, *PATCH)
-        assert len(batch["anchor_norm_meta"]) == len(batch["positive_norm_meta"]) == 8
+        for key in ("anchor_norm_meta", "positive_norm_meta"):
+            assert batch[key]["ch_0"]["fov_statistics"]["mean"].shape == (8,)
         expected = dataset.__getitems__(sampler.batch(0, number))
         torch.testing.assert_close(batch["anchor"], expected["anchor"], rtol=0, atol=0)
         torch.testing.assert_close(batch["positive"], expected["positive"], rtol=0, atol=0)

@@ -531,7 +531,7 @@ def test_csv_missing_a_column_raises(plates, copied_tracks):
     pd.read_csv(path).drop(columns="parent_id").to_csv(path, index=False)
     present = [column for column in CSV_COLUMNS if column != "parent_id"]
     with pytest.raises(
-        ValueError, match=r"FOV C/1/0: .*lacks columns \['parent_id'\]; its columns: " + re.escape(str(present))
+        ValueError, match=r"FOV C/1/0: .*lacks columns \['parent_id'\]; columns present: " + re.escape(str(present))
     ):
         build([experiment(plates, "exp_a", copied_tracks)])
 

@@ -426,7 +426,7 @@ def test_a_reused_read_array_has_the_channels_an_experiment_lacks_zeroed(experim
         del batch
     assert experiments_seen == {0, 1}
     assert n_batches == 16
-    assert len(datamodule.train_dataset._buffers) < 2 * n_batches  # anchor and positive arrays were reused
+    assert len(datamodule.train_dataset._reader.buffers) < 2 * n_batches  # anchor and positive arrays were reused
 
 
 def test_training_batch_sampler_exposes_the_samplers_attributes_but_not_to_lightning(experiments_workdir):

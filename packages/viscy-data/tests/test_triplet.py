@@ -82,7 +82,8 @@ def test_fit_split_batches_and_transfer(tracking_plate):
     for key in ("anchor", "positive", "negative"):
         assert batch[key].shape == (4, 2, 5, 24, 24)  # without augmentations only the final patch is read
         assert batch[key].dtype == torch.float32
-        assert len(batch[f"{key}_norm_meta"]) == 4
+        statistics = batch[f"{key}_norm_meta"]["Phase3D"]["timepoint_statistics"]
+        assert statistics["mean"].shape == (4,)  # collated on the host: one tensor per statistic
     out = dm.on_after_batch_transfer(batch, 0)
     assert set(out) == {"anchor", "positive", "negative"}
     assert out["anchor"].shape == (4, 2, 5, 24, 24)
@@ -349,6 +350,22 @@ def test_missing_column_lists_columns_found(tracking_plate, tmp_path):
         dm.setup("fit")
 
 
+def test_tracks_csvs_one_per_fov(tracking_plate, tmp_path):
+    """A FOV directory with two CSVs is refused naming both (which one is meant would be a guess); none: not found."""
+    tracks = tmp_path / "tracks"
+    for name in tracking_plate.fov_names:
+        (tracks / name).mkdir(parents=True)
+        (tracks / name / "tracks.csv").write_bytes(tracking_plate.tracks_csv(name).read_bytes())
+    (tracks / "B/1/0" / "old.csv").write_bytes(tracking_plate.tracks_csv("B/1/0").read_bytes())
+    dm = TripletDataModule(tracking_plate.store_path, tracks, CHANNELS, z_range=(0, 3), num_workers=0)
+    with pytest.raises(ValueError, match=r"FOV B/1/0: 2 tracks CSVs in .*\['old.csv', 'tracks.csv'\]\); keep"):
+        dm.setup("fit")
+    for csv in (tracks / "B/1/0").glob("*.csv"):
+        csv.unlink()
+    with pytest.raises(FileNotFoundError, match=r"FOV B/1/0: no tracks CSV in "):
+        dm.setup("fit")
+
+
 def test_bad_channel_and_z_range(tracking_plate):
     with pytest.raises(ValueError, match=r"\['DAPI'\] not found; the data has channels \['Phase3D', 'GFP'\]"):
         _module(tracking_plate, source_channel=["Phase3D", "DAPI"])
@@ -386,7 +403,7 @@ def test_stores_keyed_by_store_path_and_fov(plate_factory):
     for i, (plate, row) in enumerate(zip((first, second), dataset.tracks.iloc[[0, n_first]].itertuples(), strict=True)):
         expected = _raw_patch(plate, "A/1/0", row.t, row.y, row.x, z_range=(0, 5), half=8)
         np.testing.assert_array_equal(batch["anchor"][i].numpy(), expected)
-    assert dataset._get_tensorstore(0) is not dataset._get_tensorstore(1)
+    assert dataset._reader._store(0) is not dataset._reader._store(1)
 
 
 def test_reads_both_zarr_formats(versioned_plate):
@@ -401,7 +418,7 @@ def test_pickled_dataset_reopens_stores(tracking_plate):
     dataset = _dataset(tracking_plate, time_interval=1)
     before = dataset.__getitems__([0, 1])
     clone = pickle.loads(pickle.dumps(dataset))
-    assert clone._get_tensorstore(0) is not dataset._get_tensorstore(0)
+    assert clone._reader._store(0) is not dataset._reader._store(0)
     torch.testing.assert_close(clone.__getitems__([0, 1])["anchor"], before["anchor"])
 
 

@@ -6,35 +6,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from dynaclr.experiment import MISSING_CHANNEL
 from dynaclr.index import MultiExperimentIndex
 from dynaclr.tau_sampling import tau_probabilities
-from viscy_data import INDEX_COLUMNS, NormMeta
-from viscy_data.normalization import STATISTIC_NAMES, read_norm_meta, select_timepoint
-from viscy_data.ome_compat import TensorstoreCache
-from viscy_data.patch_buffers import PatchBuffers
-from viscy_data.read_errors import naming_read_errors
+from viscy_data import INDEX_COLUMNS
+from viscy_data.norm_meta_table import NormMetaTable
+from viscy_data.patch_reader import PatchLocations, PatchReader
 
 __all__ = ["PREDICT_INDEX_COLUMNS", "MultiExperimentTripletDataset"]
 
 PREDICT_INDEX_COLUMNS = ("experiment", "condition", "hours_post_infection", *INDEX_COLUMNS)
 """Columns of each sample's ``index`` entry in predict mode (``z`` when the tracks have it)."""
 
-_SCALE_STATISTICS = frozenset({"std", "iqr", "p99_p1", "p95_p5"})
-
 
 class MultiExperimentTripletDataset(Dataset):
     """Anchors of a :class:`~dynaclr.index.MultiExperimentIndex` with positives ``tau`` frames later.
 
     Only the batched ``__getitems__(indices)`` reads (torch's fetcher calls it with a whole batch;
-    ``__getitem__`` reads a batch of one). All patches of a batch go out as one tensorstore batch
-    into one array per key, so chunks shared by several patches are read once; the arrays come from a
-    pool reused once no batch uses them (:class:`viscy_data.patch_buffers.PatchBuffers`), so a batch
-    costs no allocation.
+    ``__getitem__`` reads a batch of one), through viscy-data's read path: all patches of a batch go
+    out as one tensorstore batch into one array per key, taken from a pool reused once no batch uses
+    them (:class:`viscy_data.patch_reader.PatchReader`), and the batch's normalization metadata is
+    collated on the host (:class:`viscy_data.norm_meta_table.NormMetaTable`).
 
     Parameters
     ----------
@@ -74,8 +68,8 @@ class MultiExperimentTripletDataset(Dataset):
 
     Channels follow ``index.registry.channel_maps``; a channel an experiment lacks
     (``training_channels="all"``) is zero-filled, with neutral normalization statistics (location 0,
-    scale 1). Normalization metadata is per sample at its time point, keyed by the model channel
-    labels (``registry.active_channels``) that the transforms' ``keys`` use.
+    scale 1). Normalization metadata holds each sample's statistics at its time point, keyed by the
+    model channel labels (``registry.active_channels``) that the transforms' ``keys`` use.
     """
 
     def __init__(
@@ -105,10 +99,8 @@ class MultiExperimentTripletDataset(Dataset):
         self.epoch = 0
         self.rank = 0
         self.channel_labels = list(index.registry.active_channels)
-        self._tensorstores = TensorstoreCache(self.cache_pool_bytes)
-        self._buffers = PatchBuffers(pin_memory=pin_memory)
         self._index_rows()
-        self._index_channels()
+        self._index_reads(pin_memory)
         if fit:
             self._index_offsets()
 
@@ -125,28 +117,37 @@ class MultiExperimentTripletDataset(Dataset):
         self._row_keys = lineage * self.index.time_stride + shifted_t
         self._key_order = np.argsort(self._row_keys, kind="stable")
         self._sorted_keys = self._row_keys[self._key_order]
-        self._norm_meta = [read_norm_meta(position) for position in self.index.positions]
-        self._images = [position["0"] for position in self.index.positions]
+        groups = self.index.experiment_groups
+        self._experiment_pools = [groups.get(name, np.empty(0, dtype=np.int64)) for name in self.index.registry.names]
 
-    def _index_channels(self) -> None:
-        """Per experiment: zarr channel of each model channel, and the names keying its norm metadata."""
+    def _index_reads(self, pin_memory: bool) -> None:
+        """Build the patch reader and the normalization table from each FOV's channel map."""
         registry = self.index.registry
-        self._channel_maps = []
-        self._channel_sources = []
-        for experiment in registry.experiments:
+        channel_maps, channel_sources = [], []
+        for fov in self.index.fovs:
+            experiment = registry.experiments[registry.names.index(fov.experiment)]
             mapping = registry.channel_maps[experiment.name]
             zarr_channels = [mapping[channel] for channel in range(registry.num_source_channels)]
-            self._channel_maps.append(zarr_channels)
-            self._channel_sources.append(
+            channel_maps.append(zarr_channels)
+            channel_sources.append(
                 [None if zarr == MISSING_CHANNEL else experiment.channel_names[zarr] for zarr in zarr_channels]
             )
-        self._channel_runs = [_channel_runs(zarr_channels) for zarr_channels in self._channel_maps]
-        self._missing_channels = [
-            [channel for channel, zarr in enumerate(zarr_channels) if zarr == MISSING_CHANNEL]
-            for zarr_channels in self._channel_maps
-        ]
-        dtypes = {np.dtype(image.dtype) for image in self._images}
-        self._dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
+        self._reader = PatchReader(
+            [position["0"] for position in self.index.positions],
+            channel_maps,
+            self.index.z_range,
+            self.read_yx_patch_size,
+            cache_pool_bytes=self.cache_pool_bytes,
+            pin_memory=pin_memory,
+        )
+        self._norm_meta = NormMetaTable(
+            self.index.positions,
+            [fov.fov_name for fov in self.index.fovs],
+            channel_sources,
+            self.channel_labels,
+            self._row_fov,
+            self._row_t,
+        )
 
     def _index_offsets(self) -> None:
         """Offsets in frames and their probabilities, per experiment."""
@@ -181,9 +182,10 @@ class MultiExperimentTripletDataset(Dataset):
         Returns
         -------
         dict
-            ``anchor`` ``(B, C, Z, Y, X)`` and ``anchor_norm_meta`` (a list with one entry per sample,
-            or None when no FOV has metadata); in fit mode ``positive`` / ``positive_norm_meta``
-            (and ``negative`` / ``negative_norm_meta`` with ``return_negative``); in predict mode
+            ``anchor`` ``(B, C, Z, Y, X)`` and ``anchor_norm_meta`` (the batch's statistics,
+            ``{channel: {level: {statistic: (B,) Tensor}}}``, or None when no FOV has metadata); in
+            fit mode ``positive`` / ``positive_norm_meta`` (and ``negative`` / ``negative_norm_meta``
+            with ``return_negative``); in predict mode
             ``index``, a list of dicts of :data:`PREDICT_INDEX_COLUMNS` with the original ``y``, ``x``.
 
         Raises
@@ -199,10 +201,14 @@ class MultiExperimentTripletDataset(Dataset):
             row_sets["positive"] = self._draw_positives(anchor_rows, rng)
             if self.return_negative:
                 row_sets["negative"] = self._draw_negatives(anchor_rows, rng)
+        locations = {
+            key: PatchLocations(self._row_fov[rows], self._row_t[rows], self._row_y[rows], self._row_x[rows])
+            for key, rows in row_sets.items()
+        }
         batch: dict[str, Any] = {}
-        for key, patches in zip(row_sets, self._read_patches(list(row_sets.values())), strict=True):
+        for key, patches in zip(locations, self._reader.read(list(locations.values())), strict=True):
             batch[key] = patches
-            batch[f"{key}_norm_meta"] = self._norm_meta_of(row_sets[key])
+            batch[f"{key}_norm_meta"] = self._norm_meta.collate(locations[key].fov, locations[key].t)
         if not self.fit:
             batch["index"] = self._tracking_index(anchor_rows)
         return batch
@@ -242,13 +248,12 @@ class MultiExperimentTripletDataset(Dataset):
 
     def _draw_negatives(self, anchor_rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One row of another lineage of the same experiment per anchor."""
-        groups = self.index.experiment_groups
         names = self.index.registry.names
         negatives = np.empty(len(anchor_rows), dtype=np.int64)
         experiments = self._row_experiment[anchor_rows]
         for code in np.unique(experiments):
             members = np.flatnonzero(experiments == code)
-            pool = groups[names[code]]
+            pool = self._experiment_pools[code]
             lineages = self._row_lineage[pool]
             if np.unique(lineages).size < 2:
                 raise ValueError(f"Experiment '{names[code]}' has one lineage; negatives need at least two.")
@@ -261,62 +266,6 @@ class MultiExperimentTripletDataset(Dataset):
             negatives[members] = drawn
         return negatives
 
-    def _store(self, fov: int) -> Any:
-        """Return the tensorstore of a FOV's array ``"0"``, opened once per store path and FOV."""
-        info = self.index.fovs[fov]
-        return self._tensorstores.get((info.data_path, info.fov_name), self._images[fov])
-
-    def _read_patches(self, row_sets: list[np.ndarray]) -> list[Tensor]:
-        """Read ``(B, C, Z, Y, X)`` patches of each set of rows in one tensorstore batch."""
-        import tensorstore as ts
-
-        half_y, half_x = self.read_yx_patch_size[0] // 2, self.read_yx_patch_size[1] // 2
-        z_range = self.index.z_range
-        n_channels = len(self.channel_labels)
-        shape = (n_channels, z_range.stop - z_range.start, 2 * half_y, 2 * half_x)
-        batches, reads = [], []
-        with ts.Batch() as read_batch:
-            for rows in row_sets:
-                batch, tensor = self._buffers.batch((len(rows), *shape), self._dtype)
-                destination = ts.array(batch, copy=False, write=True)
-                for slot, row in enumerate(rows.tolist()):
-                    missing = self._missing_channels[self._row_experiment[row]]
-                    if missing:  # the array holds an earlier batch: zero what this experiment lacks
-                        batch[slot, missing] = 0
-                    fov = self._row_fov[row]
-                    store = self._store(fov)
-                    if store.dtype.numpy_dtype != self._dtype:
-                        store = ts.cast(store, self._dtype)
-                    y, x = self._row_y[row], self._row_x[row]
-                    region = (slice(y - half_y, y + half_y), slice(x - half_x, x + half_x))
-                    for model_channels, zarr_channels in self._channel_runs[self._row_experiment[row]]:
-                        source = store[(self._row_t[row], zarr_channels, z_range, *region)]
-                        future = destination[slot, model_channels].write(source, batch=read_batch)
-                        reads.append((row, future))
-                batches.append(tensor)
-        for row, future in reads:
-            with naming_read_errors(self._images[self._row_fov[row]], time_point=int(self._row_t[row])):
-                future.result()
-        return batches
-
-    def _norm_meta_of(self, rows: np.ndarray) -> list[NormMeta] | None:
-        """Per-sample normalization metadata at each row's time point, keyed by model channel labels."""
-        metas = []
-        for row in rows.tolist():
-            meta = select_timepoint(self._norm_meta[self._row_fov[row]], int(self._row_t[row]))
-            if meta is None:
-                metas.append(None)
-                continue
-            sources = self._channel_sources[self._row_experiment[row]]
-            template = next(iter(meta.values()))
-            metas.append(
-                {
-                    label: meta[source] if source is not None else _neutral_statistics(template)
-                    for label, source in zip(self.channel_labels, sources, strict=True)
-                }
-            )
-        return None if all(meta is None for meta in metas) else metas
-
     def _tracking_index(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Tracking columns of each row as Python scalars (original ``y`` and ``x``)."""
         tracks = self.index.tracks
@@ -324,29 +273,3 @@ class MultiExperimentTripletDataset(Dataset):
         table = tracks.iloc[rows][columns]
         table = table.astype({column: object for column in ("experiment", "condition")})
         return table.to_dict(orient="records")
-
-
-def _channel_runs(zarr_channels: list[int]) -> list[tuple[slice, slice]]:
-    """Split a model-to-zarr channel map into runs read with one slice each, skipping missing channels.
-
-    ``[0, 1]`` is one run ``(slice(0, 2), slice(0, 2))``; ``[0, 2]`` two; ``[MISSING, 3]`` one,
-    ``(slice(1, 2), slice(3, 4))``.
-    """
-    runs: list[tuple[slice, slice]] = []
-    for channel, zarr_channel in enumerate(zarr_channels):
-        if zarr_channel == MISSING_CHANNEL:
-            continue
-        if runs and runs[-1][0].stop == channel and runs[-1][1].stop == zarr_channel:
-            model, zarr = runs[-1]
-            runs[-1] = (slice(model.start, channel + 1), slice(zarr.start, zarr_channel + 1))
-        else:
-            runs.append((slice(channel, channel + 1), slice(zarr_channel, zarr_channel + 1)))
-    return runs
-
-
-def _neutral_statistics(template: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
-    """Statistics at every level of ``template`` that leave a zero-filled channel at zero."""
-    return {
-        level: {stat: torch.tensor(1.0 if stat in _SCALE_STATISTICS else 0.0) for stat in STATISTIC_NAMES}
-        for level in template
-    }

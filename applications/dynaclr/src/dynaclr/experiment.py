@@ -26,13 +26,12 @@ from pathlib import Path
 
 import yaml
 
+from viscy_data.patch_reader import MISSING_CHANNEL
+
 __all__ = ["MISSING_CHANNEL", "ExperimentConfig", "ExperimentRegistry"]
 
 _logger = logging.getLogger(__name__)
 
-MISSING_CHANNEL = -1
-"""``channel_maps`` value of a model channel that an experiment lacks (``training_channels="all"``):
-the data pipeline fills that channel with zeros."""
 
 _NAME_MODES = ("shared", "all")
 

@@ -24,13 +24,11 @@ from iohub.ngff import Position
 
 from dynaclr.experiment import ExperimentConfig, ExperimentRegistry
 from dynaclr.tau_sampling import tau_probabilities
+from viscy_data.tracks import read_tracks_csv
 
-__all__ = ["TRACKS_CSV_COLUMNS", "FovInfo", "MultiExperimentIndex"]
+__all__ = ["FovInfo", "MultiExperimentIndex"]
 
 _logger = logging.getLogger(__name__)
-
-TRACKS_CSV_COLUMNS = ("track_id", "t", "id", "parent_track_id", "parent_id", "y", "x")
-"""Columns every tracks CSV must have (Ultrack style; ``z`` is optional)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +180,7 @@ class MultiExperimentIndex:
             if well not in well_conditions:
                 unlabelled[well] = unlabelled.get(well, 0) + 1
                 continue
-            table = _read_fov_tracks(experiment, name)
+            table = read_tracks_csv(Path(experiment.tracks_path) / name, f"Experiment '{experiment.name}', FOV {name}")
             table["fov_index"] = len(self.positions)
             self.fovs.append(
                 FovInfo(
@@ -394,30 +392,6 @@ def _as_slice(z_range: slice | Sequence[int]) -> slice:
 def _fluorescence_channel(config: ExperimentConfig) -> str:
     channels = config.training_channel_names
     return channels[1] if len(channels) > 1 else ""
-
-
-def _read_fov_tracks(experiment: ExperimentConfig, fov: str) -> pd.DataFrame:
-    """Read the one tracks CSV of a FOV, checking its columns."""
-    directory = Path(experiment.tracks_path) / fov
-    csvs = sorted(directory.glob("*.csv"))
-    if not csvs:
-        raise FileNotFoundError(
-            f"Experiment '{experiment.name}', FOV {fov}: no tracks CSV in {directory} "
-            "(expected tracks_path/<row>/<column>/<fov>/<name>.csv)."
-        )
-    if len(csvs) > 1:
-        raise ValueError(
-            f"Experiment '{experiment.name}', FOV {fov}: {len(csvs)} tracks CSVs in {directory} "
-            f"({[csv.name for csv in csvs]}); keep exactly one."
-        )
-    table = pd.read_csv(csvs[0])
-    missing = [column for column in TRACKS_CSV_COLUMNS if column not in table.columns]
-    if missing:
-        raise ValueError(
-            f"Experiment '{experiment.name}', FOV {fov}: tracks CSV {csvs[0]} lacks columns {missing}; "
-            f"its columns: {list(table.columns)}."
-        )
-    return table
 
 
 def _warn_dropped(experiments: np.ndarray, dropped: np.ndarray, reason: str) -> None:

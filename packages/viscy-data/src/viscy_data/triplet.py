@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from viscy_data._optional import import_optional
-from viscy_data._typing import INDEX_COLUMNS, DictTransform, NormMeta, TripletSample
+from viscy_data._typing import INDEX_COLUMNS, DictTransform, TripletSample
 from viscy_data._utils import (
     _channel_indices,
     _check_z_range,
@@ -31,21 +31,18 @@ from viscy_data._utils import (
 from viscy_data.after_transfer import after_transfer_pipeline, smallest_read_yx
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.compatibility import accept_default_only
-from viscy_data.normalization import read_norm_meta, select_timepoint
-from viscy_data.ome_compat import TensorstoreCache, array_store_path, fov_name, open_ome_zarr
-from viscy_data.patch_buffers import PatchBuffers
+from viscy_data.norm_meta_table import NormMetaTable
+from viscy_data.ome_compat import fov_name, open_ome_zarr
+from viscy_data.patch_reader import PatchLocations, PatchReader
 from viscy_data.plate import PlateDataModule
-from viscy_data.read_errors import naming_read_errors
 from viscy_data.seeding import BatchSeeder
 from viscy_data.select import select_positions
 from viscy_data.thread_loader import ThreadedDataLoader
+from viscy_data.tracks import TRACK_REQUIRED_COLUMNS, read_tracks_csv
 
 __all__ = ["TripletDataModule", "TripletDataset"]
 
 _logger = logging.getLogger(__name__)
-
-TRACK_REQUIRED_COLUMNS = ("track_id", "t", "id", "parent_track_id", "parent_id", "y", "x")
-"""Columns every tracks table needs; ``z`` is optional."""
 
 _OPTIONAL_INDEX_COLUMNS = ("z", "y", "x")
 
@@ -54,7 +51,8 @@ class TripletDataset(Dataset):
     """Patches of tracked cells for contrastive learning, read in batches with tensorstore.
 
     Use through ``__getitems__`` (a DataLoader with an identity collate does): one batched
-    read per batch.
+    read per batch (:class:`~viscy_data.patch_reader.PatchReader`), with the batch's
+    normalization metadata collated on the host (:class:`~viscy_data.norm_meta_table.NormMetaTable`).
 
     Parameters
     ----------
@@ -140,11 +138,14 @@ class TripletDataset(Dataset):
         self.return_negative = return_negative
         self.cache_pool_bytes = cache_pool_bytes
         self.seed = seed
-        self._tensorstores = TensorstoreCache(cache_pool_bytes)
-        self._buffers = PatchBuffers(pin_memory=pin_memory)
-        self._norm_meta = [read_norm_meta(position) for position in positions]
-        self._images = [position["0"] for position in positions]
-        self._store_keys = [str(array_store_path(image)) for image in self._images]
+        self._reader = PatchReader(
+            [position["0"] for position in positions],
+            [self.channel_indices] * len(positions),
+            z_range,
+            self.read_yx_patch_size,
+            cache_pool_bytes=cache_pool_bytes,
+            pin_memory=pin_memory,
+        )
         self.tracks = self._filter_tracks(tracks_tables)
         if predict_cells:
             self.tracks = self._select_cells(self.tracks)
@@ -240,7 +241,14 @@ class TripletDataset(Dataset):
         self._row_y = tracks["y"].to_numpy().astype(np.int64)
         self._row_x = tracks["x"].to_numpy().astype(np.int64)
         self._row_track = pd.factorize(tracks["global_track_id"])[0]
-        self._n_slices = self.positions[0]["0"].slices
+        self._norm_meta = NormMetaTable(
+            self.positions,
+            [fov_name(position) for position in self.positions],
+            [self.channel_names] * len(self.positions),
+            self.channel_names,
+            self._row_position,
+            self._row_t,
+        )
         self._anchor_rows = self.valid_anchors.index.to_numpy()
         if self.fit and self.time_interval != "any":
             keys = pd.MultiIndex.from_arrays([tracks["global_track_id"], tracks["t"]])
@@ -258,50 +266,9 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.valid_anchors)
 
-    def _get_tensorstore(self, position_index: int) -> Any:
-        """Return the tensorstore of a position's array ``"0"``, opened once per store path and FOV."""
-        return self._tensorstores.get(self._store_keys[position_index], self._images[position_index])
-
-    def _read_patches(self, *row_sets: np.ndarray) -> list[Tensor]:
-        """Read ``(B, C, Z, Y, X)`` patches around each set of tracks rows, all sets at once.
-
-        Every patch is copied by tensorstore straight into its slot of one batch array per
-        set, taken from a pool of arrays reused once no batch uses them (:class:`PatchBuffers`);
-        all reads go out in one tensorstore batch, so chunks shared by several patches are read
-        once. A failed read raises
-        :class:`~viscy_data.read_errors.ArrayReadError` naming its store, FOV and time point.
-        """
-        ts = import_optional("tensorstore", extra="triplet", feature="TripletDataset")
-        half_y, half_x = self.read_yx_patch_size[0] // 2, self.read_yx_patch_size[1] // 2
-        channels = _as_slice_if_contiguous(self.channel_indices)
-        z_size = len(range(*self.z_range.indices(self._n_slices)))
-        batches, reads = [], []
-        with ts.Batch() as read_batch:  # lets tensorstore read each chunk once for the whole batch
-            for rows in row_sets:
-                first_store = self._get_tensorstore(self._row_position[rows[0]] if len(rows) else 0)
-                batch, tensor = self._buffers.batch(
-                    (len(rows), len(self.channel_indices), z_size, 2 * half_y, 2 * half_x),
-                    first_store.dtype.numpy_dtype,
-                )
-                destination = ts.array(batch, copy=False, write=True)
-                for slot, row in enumerate(rows):
-                    y, x = self._row_y[row], self._row_x[row]
-                    store = self._get_tensorstore(self._row_position[row])
-                    # plain indexing is faster; outer indexing is only needed for a channel list
-                    indexer = store if isinstance(channels, slice) else store.oindex
-                    yx = (slice(y - half_y, y + half_y), slice(x - half_x, x + half_x))
-                    source = indexer[(self._row_t[row], channels, self.z_range, *yx)]
-                    reads.append((row, destination[slot].write(source, batch=read_batch)))
-                batches.append(tensor)
-        for row, future in reads:
-            with naming_read_errors(self._images[self._row_position[row]], time_point=int(self._row_t[row])):
-                future.result()
-        return batches
-
-    def _norm_meta_of(self, rows: np.ndarray) -> list[NormMeta | None] | None:
-        """Per-sample normalization metadata at each row's time point; None when no FOV has any."""
-        metas = [select_timepoint(self._norm_meta[self._row_position[row]], self._row_t[row]) for row in rows]
-        return None if all(meta is None for meta in metas) else metas
+    def _locations(self, rows: np.ndarray) -> PatchLocations:
+        """FOV, time point and centre of each row's patch."""
+        return PatchLocations(self._row_position[rows], self._row_t[rows], self._row_y[rows], self._row_x[rows])
 
     def _sample_negatives(self, anchor_rows: np.ndarray, indices: Sequence[int]) -> np.ndarray:
         """Draw, per anchor, a row of another track (at ``t + time_interval`` when possible)."""
@@ -329,7 +296,12 @@ class TripletDataset(Dataset):
         return self.__getitems__([index])
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
-        """Read a batch: ``anchor`` (and ``positive``/``negative``, or ``index``) as ``(B, C, Z, Y, X)``."""
+        """Read a batch: ``anchor`` (and ``positive``/``negative``, or ``index``) as ``(B, C, Z, Y, X)``.
+
+        Each patch key ``k`` comes with ``k_norm_meta``: the batch's normalization statistics,
+        ``{channel: {level: {statistic: (B,) Tensor}}}`` (time-point statistics at each cell's
+        time point), or None when the FOVs have none.
+        """
         indices = np.asarray(indices, dtype=np.int64)
         anchor_rows = self._anchor_rows[indices]
         row_sets = {"anchor": anchor_rows}
@@ -338,13 +310,14 @@ class TripletDataset(Dataset):
                 row_sets["positive"] = self._positive_rows[indices]
             if self.return_negative:
                 row_sets["negative"] = self._sample_negatives(anchor_rows, indices)
+        locations = {key: self._locations(rows) for key, rows in row_sets.items()}
         sample: dict[str, Any] = {}
-        for key, patches in zip(row_sets, self._read_patches(*row_sets.values()), strict=True):
+        for key, patches in zip(locations, self._reader.read(list(locations.values())), strict=True):
             sample[key] = patches
-            sample[f"{key}_norm_meta"] = self._norm_meta_of(row_sets[key])
+            sample[f"{key}_norm_meta"] = self._norm_meta.collate(locations[key].fov, locations[key].t)
         if self.fit and self.time_interval == "any":
             anchor = sample["anchor"].numpy()
-            positive, sample["positive"] = self._buffers.batch(anchor.shape, anchor.dtype)
+            positive, sample["positive"] = self._reader.buffers.batch(anchor.shape, anchor.dtype)
             np.copyto(positive, anchor)
             sample["positive_norm_meta"] = sample["anchor_norm_meta"]
         if not self.fit:
@@ -360,20 +333,8 @@ class TripletDataset(Dataset):
         return self.tracks.loc[rows, columns].to_dict(orient="records")
 
 
-def _as_slice_if_contiguous(indices: list[int]) -> slice | list[int]:
-    """Return ascending consecutive indices as a slice (cheaper to read)."""
-    if indices == list(range(indices[0], indices[0] + len(indices))):
-        return slice(indices[0], indices[0] + len(indices))
-    return indices
-
-
-def read_tracks_csv(directory: Path) -> pd.DataFrame:
-    """Read the first CSV of a FOV's tracks directory, checking its columns."""
-    csvs = sorted(directory.glob("*.csv"))
-    if not csvs:
-        raise FileNotFoundError(f"No tracks CSV found in {directory}.")
-    table = pd.read_csv(csvs[0])
-    _require_columns(table.columns, TRACK_REQUIRED_COLUMNS, f"Tracks CSV {csvs[0]}")
+def _integer_index_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Cast the tracking columns of a tracks table to int (centroids are read as pixel indices)."""
     return table.astype({column: int for column in table.columns if column in INDEX_COLUMNS})
 
 
@@ -556,7 +517,10 @@ class TripletDataModule(PlateDataModule):
         """Return the selected positions and the tracks table of each."""
         plate = open_ome_zarr(data_path, layout="hcs", mode="r")
         positions = select_positions(plate, self.fit_include_wells, self.fit_exclude_fovs)
-        tables = [read_tracks_csv(self.tracks_path / fov_name(position)) for position in positions]
+        tables = [
+            _integer_index_columns(read_tracks_csv(self.tracks_path / fov_name(position), f"FOV {fov_name(position)}"))
+            for position in positions
+        ]
         return positions, tables
 
     @property
