@@ -6,6 +6,7 @@ Usage::
     viscy predict -c predict.yml
     viscy export -c export_onnx.yml
     viscy preprocess --data_path plate.zarr
+    viscy rechunk --data_path plate.zarr --output_path plate_128.zarr
 
 This module imports neither torch nor Lightning: ``viscy --help`` answers from
 :data:`SUBCOMMAND_HELP`, and :class:`VisCyCLI` (in :mod:`viscy_utils.lightning_cli`) is
@@ -48,7 +49,7 @@ LOG_LEVEL_ENV = "VISCY_LOG_LEVEL"
 DESCRIPTION = "Computer vision models for single-cell phenotyping."
 """What ``viscy --help`` says the command is."""
 
-VISCY_SUBCOMMANDS = ("preprocess", "export", "precompute", "convert_to_anndata")
+VISCY_SUBCOMMANDS = ("preprocess", "export", "precompute", "rechunk", "convert_to_anndata")
 """Commands that :class:`~viscy_utils.trainer.VisCyTrainer` adds to Lightning's."""
 
 SUBCOMMAND_HELP: dict[str, str] = {
@@ -59,12 +60,13 @@ SUBCOMMAND_HELP: dict[str, str] = {
     "preprocess": "Write normalization statistics into an HCS OME-Zarr plate.",
     "export": "Export a model's checkpoint to ONNX.",
     "precompute": "Save normalized float16 image stacks of selected channels.",
+    "rechunk": "Write a training copy of an HCS plate with chunks sized for patch reads.",
     "convert_to_anndata": "Convert legacy xarray embeddings to an AnnData zarr store.",
 }
 """Every subcommand, in the order of ``viscy --help``, with its one-line description."""
 
-_MODEL_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "convert_to_anndata"})
-_DATA_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "export", "convert_to_anndata"})
+_MODEL_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "rechunk", "convert_to_anndata"})
+_DATA_FREE_SUBCOMMANDS = frozenset({"preprocess", "precompute", "rechunk", "export", "convert_to_anndata"})
 _CONFIG_OPTIONS = frozenset({"-c", "--config"})
 """The options before the subcommand that take a value (LightningCLI's config files)."""
 

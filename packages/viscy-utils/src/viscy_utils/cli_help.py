@@ -163,6 +163,25 @@ SUBCOMMAND_ARGUMENTS: dict[str, tuple[Argument, ...]] = {
         Argument("exclude_fovs", "EXCLUDE_FOVS", "FOV or list of FOVs to drop, e.g. A/1/0.", None),
         Argument("overwrite", "{true,false}", "Replace an existing output_path.", False),
     ),
+    "rechunk": (
+        Argument("data_path", "DATA_PATH", "HCS OME-Zarr plate to copy (only read)."),
+        Argument("output_path", "OUTPUT_PATH", "The plate to write."),
+        Argument("chunk_yx", "CHUNK_YX", "Chunk height and width in pixels; chunks hold all Z of one T and C.", 128),
+        Argument(
+            "dtype",
+            "{uint16,float16,null}",
+            "Storage type: uint16 for integer values, float16 (rounding error reported); null keeps the source's.",
+            None,
+        ),
+        Argument("compression", "{none,lz4,zstd}", "Blosc compression of the chunks.", "lz4"),
+        Argument(
+            "shard",
+            "{true,false}",
+            "One shard per Z stack holding the small chunks (zarr format 3, OME-Zarr 0.5 plates only).",
+            False,
+        ),
+        Argument("overwrite", "{true,false}", "Replace an existing output_path.", False),
+    ),
     "convert_to_anndata": (
         Argument("embeddings_path", "EMBEDDINGS_PATH", "Legacy xarray embeddings (zarr)."),
         Argument("output_anndata_path", "OUTPUT_ANNDATA_PATH", "AnnData zarr store to write."),

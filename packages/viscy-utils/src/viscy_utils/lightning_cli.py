@@ -79,7 +79,7 @@ class LogDirConfigCallback(SaveConfigCallback):
 class VisCyCLI(LightningCLI):
     """Lightning CLI with VisCy's subcommands, logging setup and safe defaults.
 
-    - ``preprocess``, ``export``, ``precompute`` and ``convert_to_anndata`` run the
+    - ``preprocess``, ``export``, ``precompute``, ``rechunk`` and ``convert_to_anndata`` run the
       :class:`~viscy_utils.trainer.VisCyTrainer` methods of the same name.
     - Without a configured logger, runs log to TensorBoard under
       ``<default_root_dir>/lightning_logs/<YYYYmmdd-HHMMSS>``; a configured logger whose

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 
 from viscy_utils.callbacks.progress_log import LogProgress
 from viscy_utils.precompute import Divisor, Subtrahend
+from viscy_utils.rechunk import Compression, StorageDtype
 
 __all__ = ["VisCyTrainer"]
 
@@ -27,9 +28,10 @@ ONNX_DYNAMIC_AXES = {0: "batch_size", 1: "channels", 3: "num_rows", 4: "num_cols
 
 
 class VisCyTrainer(Trainer):
-    """Lightning ``Trainer`` with the ``preprocess``, ``export``, ``precompute`` and ``convert_to_anndata`` commands.
+    """Lightning ``Trainer`` with VisCy's extra commands.
 
-    The ``model`` and ``datamodule`` arguments of the extra commands are placeholders that
+    The commands are ``preprocess``, ``export``, ``precompute``, ``rechunk`` and
+    ``convert_to_anndata``. Their ``model`` and ``datamodule`` arguments are placeholders that
     :class:`~viscy_utils.cli.VisCyCLI` fills in for every subcommand; only ``export`` uses
     the model.
 
@@ -236,6 +238,55 @@ class VisCyTrainer(Trainer):
             image_array_key=image_array_key,
             include_wells=None if include_wells is None else _name_list(include_wells),
             exclude_fovs=None if exclude_fovs is None else _name_list(exclude_fovs),
+            overwrite=overwrite,
+        )
+
+    def rechunk(
+        self,
+        data_path: Path,
+        output_path: Path,
+        chunk_yx: int = 128,
+        dtype: StorageDtype | None = None,
+        compression: Compression = "lz4",
+        shard: bool = False,
+        overwrite: bool = False,
+        model: LightningModule | None = None,
+        datamodule: LightningDataModule | None = None,
+    ) -> None:
+        """Write a training copy of an HCS plate with chunks sized for patch reads.
+
+        See :func:`viscy_utils.rechunk.rechunk_plate`.
+
+        Parameters
+        ----------
+        data_path : Path
+            HCS OME-Zarr plate to copy; it is only read.
+        output_path : Path
+            The plate to write.
+        chunk_yx : int
+            Chunk height and width in pixels; each chunk holds all Z of one time point and channel.
+        dtype : {"uint16", "float16"}, optional
+            Storage type; None keeps the source's.
+        compression : {"none", "lz4", "zstd"}
+            Blosc compression of the chunks.
+        shard : bool
+            Store each Z stack as one shard of small chunks (zarr format 3 plates only).
+        overwrite : bool
+            Replace an existing ``output_path``.
+        model : LightningModule, optional
+            Ignored.
+        datamodule : LightningDataModule, optional
+            Ignored.
+        """
+        from viscy_utils.rechunk import rechunk_plate
+
+        rechunk_plate(
+            data_path=data_path,
+            output_path=output_path,
+            chunk_yx=chunk_yx,
+            dtype=dtype,
+            compression=compression,
+            shard=shard,
             overwrite=overwrite,
         )
 
