@@ -44,7 +44,10 @@ VIEWS = ("anchor", "positive", "negative")
 def loader_seconds(datamodule: Any, device: torch.device, warmup: int, steps: int) -> list[float]:
     """Seconds between successive training batches delivered on ``device``, after ``warmup`` batches."""
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    batches = iter(datamodule.train_dataloader())
+    loader = datamodule.train_dataloader()
+    if device.type == "cuda":
+        loader.copy_to = device  # what the data module does under a CUDA trainer: pinned batches copied by the threads
+    batches = iter(loader)
     seconds = []
     last = time.perf_counter()
     for step in range(warmup + steps):

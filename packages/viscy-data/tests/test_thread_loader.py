@@ -2,11 +2,13 @@ import threading
 import time
 import weakref
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
-from viscy_data.thread_loader import ThreadedDataLoader
+from viscy_data.patch_buffers import PatchBuffers
+from viscy_data.thread_loader import ThreadedDataLoader, training_device
 
 
 class Squares(Dataset):
@@ -178,3 +180,54 @@ def test_a_yielded_batch_lives_only_as_long_as_the_consumer_keeps_it():
     del batch
     assert first() is None
     assert next(batches)["square"].tolist() == [16, 25, 36, 49]
+
+
+def test_training_device_is_the_trainers_cuda_device_only():
+    from types import SimpleNamespace
+
+    assert training_device(None) is None
+    assert training_device(SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))) is None
+    cuda = torch.device("cuda", 1)
+    assert training_device(SimpleNamespace(strategy=SimpleNamespace(root_device=cuda))) == cuda
+
+
+def test_copy_to_without_cuda_keeps_batches_on_the_host():
+    """The same code runs on a CPU-only machine: copy_to is ignored there, batches equal those of a torch loader."""
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only path")
+    loader = ThreadedDataLoader(Squares(), batch_size=4, num_workers=2, pin_memory=True, copy_to=torch.device("cuda"))
+    assert loader.copy_to == torch.device("cuda")
+    assert _as_lists(loader) == _as_lists(DataLoader(Squares(), batch_size=4))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_copy_to_cuda_yields_device_batches_equal_to_the_host_reads():
+    """Pinned batches are copied on a side stream by the reading threads; consumers see exactly the host values."""
+
+    class Patches(Dataset):
+        """Reads into pooled pinned arrays, reused once nothing holds them (as the triplet datasets do)."""
+
+        def __init__(self):
+            self.buffers = PatchBuffers(pin_memory=True, spare=1)
+
+        def __len__(self):
+            return 64
+
+        def __getitems__(self, indices):
+            array, patch = self.buffers.batch((len(indices), 2, 8, 256, 256), np.float32)
+            array[:] = np.asarray(indices, dtype=np.float32)[:, None, None, None, None]
+            return {"patch": patch}
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    loader = ThreadedDataLoader(
+        Patches(), batch_size=8, num_workers=2, pin_memory=True, copy_to=device, collate_fn=lambda batch: batch
+    )
+    held = []
+    for number, batch in enumerate(loader):
+        assert batch["patch"].device == device
+        held.append((number, batch["patch"] * 1))  # a kernel on the current stream, ordered after the copy
+    for number, patch in held:
+        expected = torch.arange(8 * number, 8 * number + 8, dtype=torch.float32, device=device)
+        torch.testing.assert_close(patch.amax(dim=(1, 2, 3, 4)), expected, rtol=0, atol=0)
+        torch.testing.assert_close(patch.amin(dim=(1, 2, 3, 4)), expected, rtol=0, atol=0)

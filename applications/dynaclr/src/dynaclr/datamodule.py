@@ -40,7 +40,7 @@ from viscy_data.after_transfer import after_transfer_pipeline, smallest_read_yx
 from viscy_data.channel_wise import transform_channel_wise
 from viscy_data.compatibility import accept_default_only
 from viscy_data.seeding import seed_transforms
-from viscy_data.thread_loader import ThreadedDataLoader
+from viscy_data.thread_loader import ThreadedDataLoader, training_device
 
 __all__ = ["MultiExperimentDataModule"]
 
@@ -158,7 +158,9 @@ temporal_global_fraction, experiment_weights, condition_ratio
     return_negative : bool
         Also read a ``negative`` per anchor (for triplet losses).
     pin_memory : bool
-        Pin batches in page-locked memory.
+        Read batches into page-locked memory; when training on CUDA, the loader threads then copy
+        each batch to the GPU asynchronously on a side stream, overlapping the steps before it
+        (:class:`~viscy_data.thread_loader.ThreadedDataLoader`'s ``copy_to``).
     prefetch_factor : int, optional
         Batches read ahead per loader thread.
 
@@ -370,6 +372,7 @@ temporal_global_fraction, experiment_weights, condition_ratio
             num_workers=self.num_workers,
             collate_fn=_identity,
             pin_memory=self.pin_memory,
+            copy_to=training_device(self.trainer),
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             **kwargs,
         )

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from viscy_data._cache import copy_plate_to_cache, store_cache_dir
 from viscy_data._utils import _collate_samples, _ensure_channel_list, _loader_kwargs, _split_indices
-from viscy_data.thread_loader import ThreadedDataLoader
+from viscy_data.thread_loader import ThreadedDataLoader, training_device
 
 __all__ = ["PlateDataModule"]
 
@@ -171,6 +171,8 @@ class PlateDataModule(LightningDataModule, ABC):
         """Return a loader of ``dataset`` with this module's worker settings, shuffled by ``seed``."""
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         thread_workers = issubclass(self._loader_class, ThreadedDataLoader)
+        # threads copy pinned batches to the trainer's CUDA device themselves, overlapping the steps
+        copy_to = {"copy_to": training_device(self.trainer)} if thread_workers else {}
         return self._loader_class(
             dataset,
             batch_size=batch_size,
@@ -185,6 +187,7 @@ class PlateDataModule(LightningDataModule, ABC):
                 self.pin_memory,
                 thread_workers=thread_workers,
             ),
+            **copy_to,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -408,7 +408,9 @@ class TripletDataModule(PlateDataModule):
     prefetch_factor : int, optional
         Batches prefetched per worker.
     pin_memory : bool
-        Pin batches in page-locked memory.
+        Read batches into page-locked memory; when training on CUDA, the loader threads then copy
+        each batch to the GPU asynchronously on a side stream, overlapping the steps before it
+        (:class:`~viscy_data.thread_loader.ThreadedDataLoader`'s ``copy_to``).
     z_window_size : int, optional
         Z size after the final crop; default the size of ``z_range``.
     cache_pool_bytes : int
