@@ -14,14 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from dynaclr.cli import main as dynaclr_main
 from dynaclr.demo import command
 from dynaclr.demo.command import DEMO_OUTPUTS, claim_output_dir
+from dynaclr.demo.evaluation import out_of_fold_probe_scores
+from dynaclr.demo.figure import plot_probe_scores
 from dynaclr.demo.settings import HELD_OUT_EXPERIMENT, QUICK
 from dynaclr.experiment import ExperimentRegistry
 from dynaclr.index import MultiExperimentIndex
@@ -82,11 +86,12 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def _table_rows(text: str) -> dict[str, list[str]]:
+    """The rows of the first table that names the embeddings (the scores, before the probe-score table)."""
     rows = {}
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if cells and cells[0] in ROWS:
-            rows[cells[0]] = cells[1:]
+            rows.setdefault(cells[0], cells[1:])
     return rows
 
 
@@ -130,15 +135,79 @@ def test_report_names_settings_files_commands_and_timings(quick_demo):
     assert written == set(DEMO_OUTPUTS) - {"linear_classifiers"}
 
 
-@pytest.mark.slow
-def test_figure_is_a_png_of_sensible_size(quick_demo):
-    output_dir, _ = quick_demo
-    data = (output_dir / "embeddings.png").read_bytes()
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
     assert data.startswith(PNG_MAGIC)
-    width, height = struct.unpack(">II", data[16:24])
+    assert 10_000 < len(data) < 1_000_000
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.slow
+def test_figures_are_pngs_of_sensible_size(quick_demo):
+    output_dir, _ = quick_demo
+    width, height = _png_size(output_dir / "embeddings.png")
     assert 400 <= width <= 2000
     assert 400 <= height <= 2000
-    assert 10_000 < len(data) < 1_000_000
+    width, height = _png_size(output_dir / "probe_scores.png")  # one panel per embedding, side by side
+    assert 600 <= width <= 2000
+    assert 150 <= height <= 600
+
+
+@pytest.mark.slow
+def test_report_shows_the_out_of_fold_probe_scores_of_every_embedding(quick_demo):
+    output_dir, _ = quick_demo
+    report = (output_dir / "report.md").read_text()
+    section = report.split("### Infection probe scores by infection state")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (.+?) \| (\d\.\d{3}) \| (\d+\.\d)% \| (\d+\.\d)% \|$", section, re.MULTILINE)
+    assert [row[0] for row in rows] == list(ROWS)
+    for _, auroc, false_positives, false_negatives in rows:
+        assert 0.0 <= float(auroc) <= 1.0
+        assert 0.0 <= float(false_positives) <= 100.0
+        assert 0.0 <= float(false_negatives) <= 100.0
+    assert "![infection probe scores](probe_scores.png)" in section
+    assert f"`{output_dir / 'probe_scores.png'}`" in report
+
+
+def _tracks_adata(features: np.ndarray, infected: np.ndarray, frames: int) -> ad.AnnData:
+    """Cells of ``len(features) // frames`` tracks of ``frames`` frames each."""
+    n_cells = len(features)
+    obs = pd.DataFrame(
+        {
+            "fov_name": "A/1/0",
+            "track_id": np.repeat(np.arange(n_cells // frames), frames),
+            "t": np.tile(np.arange(frames), n_cells // frames),
+            "infection_state": np.where(infected, "infected", "uninfected"),
+        },
+        index=[str(i) for i in range(n_cells)],
+    )
+    return ad.AnnData(features.astype(np.float32), obs=obs)
+
+
+def test_out_of_fold_probe_scores_never_score_a_cell_with_a_probe_that_saw_its_track():
+    rng = np.random.default_rng(0)
+    n_tracks, frames = 40, 5
+    infected = np.repeat(rng.random(n_tracks) < 0.5, frames)
+    # each track's own direction, whatever its label: a probe that saw the track would score it perfectly
+    identity = np.repeat(np.eye(n_tracks), frames, axis=0) + 0.01 * rng.standard_normal((n_tracks * frames, n_tracks))
+    scores = out_of_fold_probe_scores(_tracks_adata(identity, infected, frames), n_folds=5, seed=0)
+    assert scores.shape == (n_tracks * frames,)
+    assert ((scores >= 0.0) & (scores <= 1.0)).all()
+    assert abs(scores[infected].mean() - scores[~infected].mean()) < 0.2
+    # a feature that does carry the label separates the held-out cells
+    informative = np.c_[
+        infected + 0.3 * rng.standard_normal(n_tracks * frames), rng.standard_normal((n_tracks * frames, 4))
+    ]
+    scores = out_of_fold_probe_scores(_tracks_adata(informative, infected, frames), n_folds=5, seed=0)
+    assert roc_auc_score(infected, scores) > 0.95
+
+
+def test_probe_scores_figure_has_a_panel_per_embedding(tmp_path):
+    rng = np.random.default_rng(0)
+    infected = rng.random(200) < 0.3
+    scores = {name: (rng.random(200), infected) for name in ("a", "b", "c")}
+    path = plot_probe_scores(scores, tmp_path / "scores.png")
+    width, _ = _png_size(path)
+    assert width == pytest.approx(3 * 4 * 80, rel=0.05)  # three 4-inch panels at 80 dpi
 
 
 @pytest.mark.slow

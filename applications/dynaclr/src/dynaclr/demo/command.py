@@ -2,8 +2,8 @@
 
 Usage::
 
-    dynaclr demo                              # -> demo_output/, about 3.5 minutes on 2 CPU cores
-    dynaclr demo --quick --output-dir /tmp/d  # about a minute: smaller study, shorter training
+    dynaclr demo                              # -> demo_output/, about 2 minutes on 2 CPU cores
+    dynaclr demo --quick --output-dir /tmp/d  # under a minute: smaller study, shorter training
     dynaclr demo --overwrite --seed 1         # replace the demo's outputs of an earlier run
 
 Stages, each announced on its own line and timed:
@@ -14,7 +14,8 @@ Stages, each announced on its own line and timed:
    training can be repeated by hand);
 3. embed every cell of the held-out experiment with ``dynaclr predict``: the trained encoder, the same
    encoder at its initial weights, and per-cell intensity statistics;
-4. score each on infection state and track smoothness, and write ``embeddings.png``;
+4. score each on infection state and track smoothness, and write ``embeddings.png`` (PCA) and
+   ``probe_scores.png`` (histograms of an infection probe's out-of-fold scores by infection state);
 5. write ``report.md`` and print its table.
 """
 
@@ -43,6 +44,7 @@ DEMO_OUTPUTS = (
     "predict_intensity.yml",
     "embeddings",
     "embeddings.png",
+    "probe_scores.png",
     "training_curves.png",
     "report.md",
     "linear_classifier.yml",
@@ -145,7 +147,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
     from dynaclr.demo.configs import fit_config, linear_classifier_config, predict_config
     from dynaclr.demo.curves import metrics_of_embeddings, online_metrics, online_metrics_table, plot_online_metrics
     from dynaclr.demo.evaluation import load_annotated_embeddings, score_embeddings
-    from dynaclr.demo.figure import plot_embeddings
+    from dynaclr.demo.figure import plot_embeddings, plot_probe_scores
     from dynaclr.demo.report import results_table, write_report
     from dynaclr.example_experiments import EXAMPLE_EXPERIMENTS, write_example_experiments
 
@@ -185,6 +187,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
 
     annotations = study / HELD_OUT_EXPERIMENT / "annotations.csv"
     figure, curves_figure = output_dir / "embeddings.png", output_dir / "training_curves.png"
+    probe_figure = output_dir / "probe_scores.png"
     with _stage(4, "Scoring infection state and track smoothness", timings):
         embeddings = {_EMBEDDINGS[name]: load_annotated_embeddings(path, annotations) for name, path in stores.items()}
         scores = {
@@ -192,6 +195,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
             for name, adata in embeddings.items()
         }
         plot_embeddings({_EMBEDDINGS[key]: embeddings[_EMBEDDINGS[key]] for key in ("learned", "random")}, figure)
+        plot_probe_scores({name: (score.probe_scores, score.infected) for name, score in scores.items()}, probe_figure)
         references = {
             f"{_EMBEDDINGS[key]}, all cells": metrics_of_embeddings(embeddings[_EMBEDDINGS[key]], seed=seed)
             for key in ("random", "learned")
@@ -219,6 +223,7 @@ def run_demo(output_dir: Path, settings: DemoSettings, seed: int) -> dict[str, A
                 "checkpoint": checkpoint,
                 **{f"{_EMBEDDINGS[name]} embeddings (AnnData)": path for name, path in stores.items()},
                 "figure": figure,
+                "infection probe scores": probe_figure,
                 "training curves": curves_figure,
             },
             commands={
@@ -265,7 +270,7 @@ def _summary(settings: DemoSettings, seed: int, checkpoint: Path, epochs: int, b
     help="Where the study, configs, checkpoint, embeddings, figure and report go.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the demo's outputs in a non-empty --output-dir.")
-@click.option("--quick", is_flag=True, help="A smaller study and a shorter training (about a minute on a CPU).")
+@click.option("--quick", is_flag=True, help="A smaller study and a shorter training (under a minute on a CPU).")
 @click.option(
     "--seed",
     type=click.IntRange(min=0),

@@ -89,8 +89,8 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
                         "backbone": settings.backbone,
                         "in_channels": len(_CHANNELS),
                         "in_stack_depth": _Z_SLICES,
-                        "stem_kernel_size": [_Z_SLICES, 4, 4],
-                        "stem_stride": [_Z_SLICES, 4, 4],
+                        "stem_kernel_size": [_Z_SLICES, settings.stem_stride, settings.stem_stride],
+                        "stem_stride": [_Z_SLICES, settings.stem_stride, settings.stem_stride],
                         "embedding_dim": 256,
                         "projection_dim": 32,
                     },
@@ -114,7 +114,7 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
                 "yx_patch_size": [read_size, read_size],
                 "final_yx_patch_size": [settings.patch_size, settings.patch_size],
                 # cells whose patch centre is clamped far from them (patches mostly of image border) hurt
-                # a 32-pixel encoder: keep only those within a quarter of the read patch of the border
+                # a small encoder: keep only those within a quarter of the read patch of the border
                 "max_border_shift": read_size // 4,
                 "val_experiments": [HELD_OUT_EXPERIMENT],
                 "tau_range": [0.5, 2.0],

@@ -15,7 +15,13 @@ from viscy_utils.evaluation.annotation import load_annotation_anndata
 from viscy_utils.evaluation.linear_classifier import train_linear_classifier
 from viscy_utils.evaluation.smoothness import compute_embeddings_smoothness
 
-__all__ = ["INFECTION_CLASSES", "EmbeddingScores", "load_annotated_embeddings", "score_embeddings"]
+__all__ = [
+    "INFECTION_CLASSES",
+    "EmbeddingScores",
+    "load_annotated_embeddings",
+    "out_of_fold_probe_scores",
+    "score_embeddings",
+]
 
 INFECTION_CLASSES = {0: "uninfected", 1: "infected"}
 """Names of the ``infection_state`` codes of the synthetic annotations."""
@@ -55,6 +61,11 @@ class EmbeddingScores:
         Annotated cells scored.
     n_tracks : int
         Tracks among them.
+    probe_scores : np.ndarray
+        ``(n_cells,)`` probability of infection that a probe fitted without the cell's track gives
+        each cell (:func:`out_of_fold_probe_scores`).
+    infected : np.ndarray
+        ``(n_cells,)`` whether each cell is infected, in the same order.
     """
 
     auroc: tuple[float, float]
@@ -63,6 +74,8 @@ class EmbeddingScores:
     dynamic_range: float
     n_cells: int
     n_tracks: int
+    probe_scores: np.ndarray
+    infected: np.ndarray
 
 
 def load_annotated_embeddings(store: str | Path, annotations: str | Path) -> Any:
@@ -129,7 +142,51 @@ def score_embeddings(adata: Any, n_splits: int = 5, seed: int = 0) -> EmbeddingS
         dynamic_range=stats["dynamic_range"],
         n_cells=adata.n_obs,
         n_tracks=len(per_track),
+        probe_scores=out_of_fold_probe_scores(adata, n_folds=n_splits, seed=seed),
+        infected=(adata.obs[_TASK].astype(str) == INFECTION_CLASSES[1]).to_numpy(),
     )
+
+
+def out_of_fold_probe_scores(adata: Any, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Score every cell with an infection probe fitted on the tracks of the other folds.
+
+    The tracks (``fov_name`` and ``track_id``) are dealt into ``n_folds`` folds with the same
+    share of infected cells (scikit-learn's ``StratifiedGroupKFold``); the cells of each fold are
+    scored by a logistic regression (standard scaling, balanced class weights, as in
+    :func:`score_embeddings`) fitted on the cells of the others, so no cell is scored by a probe
+    that saw any frame of its track.
+
+    Parameters
+    ----------
+    adata : AnnData
+        Embeddings with ``fov_name``, ``track_id`` and ``infection_state`` in ``obs``.
+    n_folds : int
+        Folds of tracks (at least 2).
+    seed : int
+        Seed of the folds and of the classifier.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_cells,)`` probability of :data:`INFECTION_CLASSES` ``[1]``, in the order of ``adata``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray(adata.X, dtype=np.float64)
+    infected = (adata.obs[_TASK].astype(str) == INFECTION_CLASSES[1]).to_numpy()
+    tracks = (adata.obs["fov_name"].astype(str) + "/" + adata.obs["track_id"].astype(str)).to_numpy()
+    scores = np.empty(len(infected), dtype=np.float64)
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for train, held_out in folds.split(features, infected, groups=tracks):
+        probe = make_pipeline(
+            StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)
+        )
+        probe.fit(features[train], infected[train])
+        scores[held_out] = probe.predict_proba(features[held_out])[:, 1]
+    return scores
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

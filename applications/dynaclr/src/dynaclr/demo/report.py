@@ -8,7 +8,7 @@ from typing import Any
 
 from dynaclr.demo.evaluation import EmbeddingScores
 
-__all__ = ["results_table", "write_report"]
+__all__ = ["probe_scores_table", "results_table", "write_report"]
 
 _COLUMNS = (
     "embedding",
@@ -46,6 +46,34 @@ def results_table(scores: Mapping[str, EmbeddingScores]) -> str:
             f"{score.dynamic_range:.3f}",
         ]
         lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def probe_scores_table(scores: Mapping[str, EmbeddingScores]) -> str:
+    """Format the out-of-fold probe scores as a Markdown table: their AUROC and the cells on each side of 0.5.
+
+    Parameters
+    ----------
+    scores : Mapping
+        Name of each set of embeddings to its scores (``probe_scores`` and ``infected``).
+
+    Returns
+    -------
+    str
+        The table, with a header row.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    lines = [
+        "| embedding | out-of-fold AUROC | uninfected cells scored infected | infected cells scored uninfected |",
+        "|---|---|---|---|",
+    ]
+    for name, score in scores.items():
+        called = score.probe_scores > 0.5
+        false_positive = called[~score.infected].mean()
+        false_negative = (~called[score.infected]).mean()
+        auroc = roc_auc_score(score.infected, score.probe_scores)
+        lines.append(f"| {name} | {auroc:.3f} | {false_positive:.1%} | {false_negative:.1%} |")
     return "\n".join(lines)
 
 
@@ -111,6 +139,18 @@ random pairs of cells (cosine, standard-scaled embeddings); the dynamic range is
 distances minus the peak of the consecutive-frame distances.
 
 ![embeddings](embeddings.png)
+
+### Infection probe scores by infection state
+
+{probe_scores_table(scores)}
+
+Each cell scored by a logistic-regression probe (as above) fitted on the other folds of a
+{settings.get("probe_splits", "several")}-fold split of the tracks, so no cell is scored by a probe that saw its
+track; a cell is called infected above 0.5. `probe_scores.png` shows the histograms of these scores, one per
+infection state: the less they overlap, the better the embedding separates the states. A PCA shows only the two
+directions of largest variance, which need not be those of the infection.
+
+![infection probe scores](probe_scores.png)
 
 ## Representation quality during training
 
