@@ -158,7 +158,9 @@ def test_fit_batch_keys_shapes_and_dtype(plates, name, dtype):
     dataset = make_dataset(index)
     assert len(dataset) == len(index.valid_anchors)
     batch = dataset.__getitems__([0, 3, 1, 2, 4])
-    assert set(batch) == {"anchor", "anchor_norm_meta", "positive", "positive_norm_meta"}
+    assert set(batch) == {"anchor", "anchor_norm_meta", "positive", "positive_norm_meta", "lineage"}
+    assert batch["lineage"].dtype == torch.int64
+    assert batch["lineage"].shape == (5,)
     for key in ("anchor", "positive"):
         assert batch[key].shape == (5, 2, 2, 14, 16)
         assert batch[key].dtype == dtype
@@ -221,6 +223,10 @@ def test_positives_share_the_lineage_within_the_tau_range(pair_index):
     for epoch in range(3):
         dataset.set_epoch(epoch)
         batch = dataset.__getitems__(indices)
+        # the batch's lineage codes name the anchors' lineages one to one
+        anchor_lineages = tracks["lineage_id"].iloc[pair_index.anchor_rows[indices]].tolist()
+        pairs = set(zip(batch["lineage"].tolist(), anchor_lineages, strict=True))
+        assert len(pairs) == len(set(anchor_lineages)) == batch["lineage"].unique().numel() > 1
         for anchor, candidates in zip(
             pair_index.anchor_rows[indices], matched_rows(pair_index, batch["positive"]), strict=True
         ):

@@ -10,7 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dynaclr._optim import warmup_cosine_factor
-from dynaclr.engine import ContrastiveModule, in_batch_negative_metrics, ntxent_labels
+from dynaclr.engine import ContrastiveModule, in_batch_negative_metrics, ntxent_labels, ntxent_pairs
+from dynaclr.loss import NTXentHCL
 from viscy_models.contrastive import ContrastiveEncoder
 
 from .conftest import FIXTURES, cpu_trainer
@@ -130,8 +131,55 @@ def test_ntxent_loss_uses_in_batch_negatives_of_anchor_and_positive():
     module = ContrastiveModule(TinyEncoder(), loss_function=loss_function)
     anchor, positive = torch.randn(4, 4), torch.randn(4, 4)
     expected = loss_function(torch.cat([anchor, positive]), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
-    assert torch.equal(module._contrastive_loss(anchor, positive, None), expected)
+    assert torch.equal(module._contrastive_loss(anchor, positive, None, None), expected)
     assert ntxent_labels(3, torch.device("cpu")).tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_ntxent_pairs_pair_each_anchor_with_its_positive_and_other_lineages_only():
+    anchors, positives, negative_anchors, negatives = ntxent_pairs(torch.tensor([5, 5, 7]))
+    assert sorted(zip(anchors.tolist(), positives.tolist(), strict=True)) == [
+        (0, 3),
+        (1, 4),
+        (2, 5),
+        (3, 0),
+        (4, 1),
+        (5, 2),
+    ]
+    negatives_of = {row: sorted(negatives[negative_anchors == row].tolist()) for row in range(6)}
+    # rows 0, 1, 3, 4 are lineage 5 (anchors 0, 1 and their positives); rows 2, 5 lineage 7
+    assert negatives_of == {0: [2, 5], 1: [2, 5], 2: [0, 1, 3, 4], 3: [2, 5], 4: [2, 5], 5: [0, 1, 3, 4]}
+
+
+def _ntxent_by_hand(
+    anchor: torch.Tensor, positive: torch.Tensor, lineage: list[int], temperature: float
+) -> torch.Tensor:
+    """NT-Xent of cat(anchor, positive) where a row's negatives are the rows of other lineages."""
+    rows = torch.cat([anchor, positive])
+    lineages = lineage + lineage
+    batch_size = len(lineage)
+    similarity = nn.functional.normalize(rows, dim=1) @ nn.functional.normalize(rows, dim=1).T / temperature
+    losses = []
+    for row in range(2 * batch_size):
+        partner = (row + batch_size) % (2 * batch_size)
+        negatives = [other for other in range(2 * batch_size) if lineages[other] != lineages[row]]
+        denominator = similarity[row, partner].exp() + similarity[row, negatives].exp().sum()
+        losses.append(-(similarity[row, partner].exp() / denominator).log())
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("loss_function", [NTXentLoss(temperature=0.5), NTXentHCL(temperature=0.5, beta=0.0)])
+def test_ntxent_never_takes_a_row_of_the_anchors_lineage_as_a_negative(loss_function):
+    """Two anchors of one lineage (a cell at two time points) are not pushed apart (regression)."""
+    generator = torch.Generator().manual_seed(3)
+    anchor, positive = torch.randn(4, 6, generator=generator), torch.randn(4, 6, generator=generator)
+    module = ContrastiveModule(TinyEncoder(), loss_function=loss_function)
+    lineage = [0, 0, 1, 2]
+    loss = module._contrastive_loss(anchor, positive, None, torch.tensor(lineage))
+    # float32 sums of 8 exponentials: agreement to 1e-6 relative
+    torch.testing.assert_close(loss, _ntxent_by_hand(anchor, positive, lineage, 0.5), rtol=1e-6, atol=1e-6)
+    assert not torch.isclose(loss, _ntxent_by_hand(anchor, positive, [0, 1, 2, 3], 0.5))
+    distinct = module._contrastive_loss(anchor, positive, None, torch.tensor([0, 1, 2, 3]))
+    torch.testing.assert_close(distinct, module._contrastive_loss(anchor, positive, None, None), rtol=1e-6, atol=1e-6)
 
 
 def test_triplet_loss_needs_negatives_and_says_how_to_get_them():

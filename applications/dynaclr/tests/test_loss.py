@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 import dynaclr
-from dynaclr.engine import ContrastiveModule, ntxent_labels
+from dynaclr.engine import ContrastiveModule, ntxent_labels, ntxent_pairs
 from dynaclr.loss import NTXentHCL
 
 from .conftest import PairsDataset, TinyEncoder
@@ -252,6 +252,8 @@ def test_cuda_matches_cpu():
 
 # Two gloo processes: rank r holds anchors/positives RANK_ROWS[r] of one global batch (unequal sizes).
 RANK_ROWS = ((0, 3), (3, 8))
+GLOBAL_LINEAGE = torch.tensor([0, 1, 2, 1, 4, 0, 6, 6])
+"""Lineages of the global batch: 0 and 1 have anchors on both ranks, 6 twice on rank 1."""
 GLOBAL_BATCH, INPUT_DIM, EMBEDDING_DIM = 8, 12, 6
 HCL_ARGUMENTS = {"temperature": 0.2, "beta": 1.0, "tau_plus": 0.1}
 
@@ -281,11 +283,23 @@ def _gather_worker(rank: int, init_file: str, output: str) -> None:
         local = NTXentHCL(**HCL_ARGUMENTS)(embeddings.detach(), labels)
         module = ContrastiveModule(nn.Identity(), loss_function=NTXentHCL(gather_distributed=True, **HCL_ARGUMENTS))
         projected = model.module(anchor).detach(), model.module(positive).detach()
-        through_module = module._contrastive_loss(*projected, None)
+        through_module = module._contrastive_loss(*projected, None, None)
         gathering_module = ContrastiveModule(nn.Identity(), loss_function=NTXentHCL(**HCL_ARGUMENTS))
-        module_gather = gathering_module._contrastive_loss(*projected, None)
+        module_gather = gathering_module._contrastive_loss(*projected, None, None)
+        lineage = GLOBAL_LINEAGE[slice(*RANK_ROWS[rank])]
+        module_lineage = gathering_module._contrastive_loss(*projected, None, lineage)
+        with pytest.warns(UserWarning, match="rows of an anchor's own lineage stay among its negatives"):
+            self_gathering_lineage = module._contrastive_loss(*projected, None, lineage)
         results = {"loss": loss.detach(), "grad": model.module.weight.grad, "local": local, "module": through_module}
-        torch.save({**results, "module_gather": module_gather}, f"{output}.{rank}")
+        torch.save(
+            {
+                **results,
+                "module_gather": module_gather,
+                "module_lineage": module_lineage,
+                "self_gathering_lineage": self_gathering_lineage,
+            },
+            f"{output}.{rank}",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -308,6 +322,16 @@ def test_gather_distributed_equals_the_single_process_loss_on_the_global_batch(t
         torch.testing.assert_close(result["module"], expected.detach(), atol=1e-6, rtol=1e-6)
         # ContrastiveModule's own gather (all_gather_negatives) gives the same global-batch loss
         torch.testing.assert_close(result["module_gather"], expected.detach(), atol=1e-6, rtol=1e-6)
+        # and excludes same-lineage negatives across ranks as on one process
+        expected_lineage = NTXentHCL(**HCL_ARGUMENTS)(
+            model(torch.cat([anchor, positive])).detach(),
+            ntxent_labels(GLOBAL_BATCH, torch.device("cpu")),
+            ntxent_pairs(GLOBAL_LINEAGE),
+        )
+        torch.testing.assert_close(result["module_lineage"], expected_lineage, atol=1e-6, rtol=1e-6)
+        assert not torch.isclose(result["module_lineage"], expected.detach())
+        # a loss that gathers itself gets the labels only (and the run is warned)
+        torch.testing.assert_close(result["self_gathering_lineage"], expected.detach(), atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(result["grad"], model.weight.grad, atol=1e-6, rtol=1e-5)
         assert not torch.isclose(result["local"], expected.detach())
 

@@ -78,16 +78,27 @@ def test_fit_split_batches_and_transfer(tracking_plate):
     assert train.isdisjoint(val)
     assert train | val == set(tracking_plate.fov_names)
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {f"{k}{s}" for k in ("anchor", "positive", "negative") for s in ("", "_norm_meta")}
+    patch_keys = {f"{k}{s}" for k in ("anchor", "positive", "negative") for s in ("", "_norm_meta")}
+    assert set(batch) == patch_keys | {"lineage"}
+    assert batch["lineage"].dtype == torch.int64
     for key in ("anchor", "positive", "negative"):
         assert batch[key].shape == (4, 2, 5, 24, 24)  # without augmentations only the final patch is read
         assert batch[key].dtype == torch.float32
         statistics = batch[f"{key}_norm_meta"]["Phase3D"]["timepoint_statistics"]
         assert statistics["mean"].shape == (4,)  # collated on the host: one tensor per statistic
     out = dm.on_after_batch_transfer(batch, 0)
-    assert set(out) == {"anchor", "positive", "negative"}
+    assert set(out) == {"anchor", "positive", "negative", "lineage"}
     assert out["anchor"].shape == (4, 2, 5, 24, 24)
     assert len(list(dm.val_dataloader())) == -(-len(dm.val_dataset) // 4)
+
+
+def test_lineage_codes_name_the_anchors_tracks_one_to_one(tracking_plate):
+    dataset = _dataset(tracking_plate, time_interval=1)
+    indices = list(range(len(dataset)))
+    lineage = dataset.__getitems__(indices)["lineage"].tolist()
+    tracks = dataset.valid_anchors["global_track_id"].tolist()
+    pairs = set(zip(lineage, tracks, strict=True))
+    assert len(pairs) == len(set(lineage)) == len(set(tracks)) > 1
 
 
 def test_without_spatial_augmentation_only_the_final_patch_is_read_and_batches_are_unchanged(tracking_plate, caplog):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from dynaclr.experiment import MISSING_CHANNEL
@@ -185,7 +186,8 @@ class MultiExperimentTripletDataset(Dataset):
             ``anchor`` ``(B, C, Z, Y, X)`` and ``anchor_norm_meta`` (the batch's statistics,
             ``{channel: {level: {statistic: (B,) Tensor}}}``, or None when no FOV has metadata); in
             fit mode ``positive`` / ``positive_norm_meta`` (and ``negative`` / ``negative_norm_meta``
-            with ``return_negative``); in predict mode
+            with ``return_negative``) and ``lineage``, the ``(B,)`` int64 lineage code of each anchor
+            (NT-Xent losses do not take a row of the anchor's lineage as its negative); in predict mode
             ``index``, a list of dicts of :data:`PREDICT_INDEX_COLUMNS` with the original ``y``, ``x``.
 
         Raises
@@ -209,7 +211,9 @@ class MultiExperimentTripletDataset(Dataset):
         for key, patches in zip(locations, self._reader.read(list(locations.values())), strict=True):
             batch[key] = patches
             batch[f"{key}_norm_meta"] = self._norm_meta.collate(locations[key].fov, locations[key].t)
-        if not self.fit:
+        if self.fit:
+            batch["lineage"] = torch.from_numpy(self._row_lineage[anchor_rows])
+        else:
             batch["index"] = self._tracking_index(anchor_rows)
         return batch
 

@@ -6,6 +6,7 @@ existing configs name (``class_path: dynaclr.engine.BetaVaeModule``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -31,6 +32,13 @@ _EMBEDDINGS_INSTEAD = (
     "viscy_utils.callbacks.EmbeddingWriter callback (see examples/configs/predict.yml)"
 )
 """What the refusal of the reference's unused embedding-logging arguments names instead."""
+
+_LINEAGE_NOT_EXCLUDED = (
+    "the loss gathers the ranks' embeddings itself (gather_distributed=True), so rows of an anchor's own "
+    "lineage stay among its negatives; set gather_distributed: false and let ContrastiveModule gather "
+    "(all_gather_negatives: true, the default) to leave them out"
+)
+"""Warning of a self-gathering loss under DDP, which cannot leave same-lineage negatives out."""
 
 
 class ContrastivePrediction(TypedDict):
@@ -87,6 +95,36 @@ def ntxent_labels(batch_size: int, device: torch.device) -> Tensor:
     return torch.cat([indices, indices])
 
 
+def ntxent_pairs(lineage: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """NT-Xent pairs of ``cat(anchor, positive)`` in which no row is a negative of its own lineage.
+
+    Row ``i`` and row ``i + B`` are the positive pair (both ways); every row of another lineage
+    is a negative. Rows of the same lineage (the same cell at other time points, or its relatives)
+    are neither: they are not the positive of the pair, but treating them as negatives would push
+    a cell away from itself.
+
+    Parameters
+    ----------
+    lineage : Tensor
+        ``(B,)`` integer lineage of each anchor (its positive has the same).
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(anchors, positives, negative_anchors, negatives)`` row indices into the ``2B`` rows,
+        pytorch-metric-learning's ``indices_tuple`` of pairs.
+    """
+    batch_size = lineage.shape[0]
+    pair = ntxent_labels(batch_size, lineage.device)
+    rows_lineage = torch.cat([lineage, lineage])
+    same_pair = pair[:, None] == pair[None, :]
+    same_pair.fill_diagonal_(False)
+    other_lineage = rows_lineage[:, None] != rows_lineage[None, :]
+    anchors, positives = torch.nonzero(same_pair, as_tuple=True)
+    negative_anchors, negatives = torch.nonzero(other_lineage, as_tuple=True)
+    return anchors, positives, negative_anchors, negatives
+
+
 class ContrastiveModule(LightningModule):
     """Contrastive learning of cell embeddings from anchor/positive(/negative) patch batches.
 
@@ -96,9 +134,12 @@ class ContrastiveModule(LightningModule):
 
     - NT-Xent-type losses (pytorch-metric-learning ``NTXentLoss`` and subclasses, e.g.
       :class:`dynaclr.loss.NTXentHCL`) take ``cat(anchor, positive)`` with labels pairing
-      ``i`` and ``i + B``; every other sample of the batch is a negative. Under DDP the
-      projections of all ranks are gathered first (``all_gather_negatives``), so each anchor
-      sees the negatives of the global batch, as on one device.
+      ``i`` and ``i + B``; every other sample of the batch is a negative, except, when the
+      batch carries ``lineage`` (both triplet data modules' training batches do), the samples of
+      the anchor's own lineage (:func:`ntxent_pairs`). Under DDP the projections (and lineages)
+      of all ranks are gathered first (``all_gather_negatives``), so each anchor sees the
+      negatives of the global batch, as on one device; a loss that gathers itself
+      (``NTXentHCL(gather_distributed=True)``) gets the labels only.
     - Any other loss (e.g. ``nn.TripletMarginLoss``) is called as
       ``loss(anchor, positive, negative)``.
 
@@ -185,18 +226,28 @@ class ContrastiveModule(LightningModule):
         """Return ``(features, projections)`` of a ``(B, C, Z, Y, X)`` batch."""
         return self.model(x)
 
-    def _gather(self, projections: Tensor) -> Tensor:
-        """Concatenate the projections of every rank (gradients flow back to each rank's own rows)."""
-        loss_gathers = getattr(self.loss_function, "gather_distributed", False)
-        if not self.all_gather_negatives or loss_gathers or world_size() == 1:
-            return projections
-        return gather_rows(projections)
+    def _loss_gathers_ranks(self) -> bool:
+        """Whether the loss gathers the ranks' rows itself (``NTXentHCL(gather_distributed=True)`` under DDP)."""
+        return getattr(self.loss_function, "gather_distributed", False) and world_size() > 1
 
-    def _contrastive_loss(self, anchor: Tensor, positive: Tensor, negative: Tensor | None) -> Tensor:
+    def _gather(self, rows: Tensor) -> Tensor:
+        """Concatenate the rows of every rank (gradients flow back to each rank's own rows)."""
+        if not self.all_gather_negatives or self._loss_gathers_ranks() or world_size() == 1:
+            return rows
+        return gather_rows(rows)
+
+    def _contrastive_loss(
+        self, anchor: Tensor, positive: Tensor, negative: Tensor | None, lineage: Tensor | None = None
+    ) -> Tensor:
         if uses_in_batch_negatives(self.loss_function):
             anchor_all, positive_all = self._gather(anchor), self._gather(positive)
             embeddings = torch.cat([anchor_all, positive_all])
-            return self.loss_function(embeddings, ntxent_labels(anchor_all.shape[0], anchor.device))
+            labels = ntxent_labels(anchor_all.shape[0], anchor.device)
+            if lineage is not None and self._loss_gathers_ranks():
+                warnings.warn(_LINEAGE_NOT_EXCLUDED, stacklevel=2)
+            if lineage is None or self._loss_gathers_ranks():
+                return self.loss_function(embeddings, labels)
+            return self.loss_function(embeddings, labels, ntxent_pairs(self._gather(lineage.to(anchor.device))))
         if negative is None:
             raise ValueError(
                 f"{type(self.loss_function).__name__} needs negatives, but the batch has no 'negative' key: "
@@ -211,7 +262,7 @@ class ContrastiveModule(LightningModule):
         _, anchor = self(anchor_images)
         _, positive = self(positive_images)
         negative = None if negative_images is None else self(negative_images)[1]
-        loss = self._contrastive_loss(anchor, positive, negative)
+        loss = self._contrastive_loss(anchor, positive, negative, batch.get("lineage"))
         outputs = self.training_step_outputs if stage == "train" else self.validation_step_outputs
         if batch_idx < self.log_batches_per_epoch:
             views = [anchor_images, positive_images] + ([] if negative_images is None else [negative_images])

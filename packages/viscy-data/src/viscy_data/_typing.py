@@ -115,11 +115,16 @@ class TrackingIndex(TypedDict):
 
 
 class TripletSample(TypedDict):
-    """Anchor, positive and negative patches of contrastive learning."""
+    """Anchor, positive and negative patches of contrastive learning.
+
+    ``lineage`` (training batches) is the ``(B,)`` int64 code of each anchor's lineage, the cells
+    its positive may come from: rows of one lineage are not negatives of one another.
+    """
 
     anchor: Tensor
     positive: NotRequired[Tensor]
     negative: NotRequired[Tensor]
+    lineage: NotRequired[Tensor]
     index: NotRequired[TrackingIndex]
 
 

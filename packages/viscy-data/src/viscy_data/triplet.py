@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import torch
 from iohub.ngff import Position
 from monai.data import set_track_meta
 from monai.data.utils import no_collation
@@ -301,6 +302,9 @@ class TripletDataset(Dataset):
         Each patch key ``k`` comes with ``k_norm_meta``: the batch's normalization statistics,
         ``{channel: {level: {statistic: (B,) Tensor}}}`` (time-point statistics at each cell's
         time point), or None when the FOVs have none.
+        A training batch also holds ``lineage``, the ``(B,)`` code of each anchor's track (its
+        positive is in the same track), so that NT-Xent losses do not take a row of the anchor's
+        track as its negative.
         """
         indices = np.asarray(indices, dtype=np.int64)
         anchor_rows = self._anchor_rows[indices]
@@ -320,7 +324,9 @@ class TripletDataset(Dataset):
             positive, sample["positive"] = self._reader.buffers.batch(anchor.shape, anchor.dtype)
             np.copyto(positive, anchor)
             sample["positive_norm_meta"] = sample["anchor_norm_meta"]
-        if not self.fit:
+        if self.fit:
+            sample["lineage"] = torch.from_numpy(self._row_track[anchor_rows].astype(np.int64))
+        else:
             sample["index"] = self._tracking_index(anchor_rows)
         return sample
 
