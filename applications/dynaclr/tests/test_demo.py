@@ -26,7 +26,7 @@ from dynaclr.demo import command
 from dynaclr.demo.command import DEMO_OUTPUTS, claim_output_dir
 from dynaclr.demo.evaluation import out_of_fold_probe_scores
 from dynaclr.demo.figure import plot_probe_scores
-from dynaclr.demo.settings import HELD_OUT_EXPERIMENT, QUICK
+from dynaclr.demo.settings import DEFAULT, GPU, HELD_OUT_EXPERIMENT, QUICK, demo_settings
 from dynaclr.experiment import ExperimentRegistry
 from dynaclr.index import MultiExperimentIndex
 from viscy_utils.cli import main as viscy_main
@@ -403,3 +403,16 @@ def test_a_negative_seed_is_refused_before_any_work(tmp_path):
     assert code == 2
     assert "Invalid value for '--seed': -1 is not in the range x>=0" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("quick", "cuda", "expected"),
+    [(False, False, DEFAULT), (False, True, GPU), (True, True, QUICK), (True, False, QUICK)],
+)
+def test_the_demo_trains_longer_on_a_gpu_unless_quick(monkeypatch, quick, cuda, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert demo_settings(quick) is expected
+    assert (
+        GPU.max_epochs * GPU.train_batches * GPU.batch_size
+        > 5 * DEFAULT.max_epochs * DEFAULT.train_batches * DEFAULT.batch_size
+    )

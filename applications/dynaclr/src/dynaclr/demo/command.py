@@ -31,7 +31,7 @@ from typing import Any
 import click
 import yaml
 
-from dynaclr.demo.settings import DEFAULT, HELD_OUT_EXPERIMENT, QUICK, DemoSettings
+from dynaclr.demo.settings import HELD_OUT_EXPERIMENT, QUICK, DemoSettings, demo_settings
 
 __all__ = ["DEMO_OUTPUTS", "claim_output_dir", "main", "run_demo"]
 
@@ -287,4 +287,4 @@ def main(output_dir: Path, overwrite: bool, quick: bool, seed: int) -> None:
     """
     output_dir = output_dir.resolve()
     claim_output_dir(output_dir, overwrite)
-    run_demo(output_dir, QUICK if quick else DEFAULT, seed)
+    run_demo(output_dir, demo_settings(quick), seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["DEFAULT", "HELD_OUT_EXPERIMENT", "QUICK", "DemoSettings"]
+__all__ = ["DEFAULT", "GPU", "HELD_OUT_EXPERIMENT", "QUICK", "DemoSettings", "demo_settings"]
 
 HELD_OUT_EXPERIMENT = "2025_08_15_TOMM20"
 """The experiment the demo never trains on: validation during training, then evaluation.
@@ -22,7 +22,7 @@ class DemoSettings:
     Attributes
     ----------
     name : str
-        ``"default"`` or ``"quick"``.
+        ``"default"``, ``"gpu"`` or ``"quick"``.
     cells_per_fov : int
         Cells in the first frame of each synthetic field of view.
     backbone : str
@@ -75,3 +75,27 @@ DEFAULT = DemoSettings(name="default")
 
 QUICK = DemoSettings(name="quick", cells_per_fov=6, max_epochs=2, train_batches=15, val_batches=2)
 """``dynaclr demo --quick``: under a minute on 2 CPU cores, to check that everything works."""
+
+GPU = DemoSettings(name="gpu", cells_per_fov=20, batch_size=64, max_epochs=30, train_batches=60, val_batches=8)
+"""``dynaclr demo`` with a CUDA device: twice the cells, batches twice as large and about seven times the
+training steps of :data:`DEFAULT` (the same run takes about 16 minutes on 2 CPU cores)."""
+
+
+def demo_settings(quick: bool) -> DemoSettings:
+    """Return the settings ``dynaclr demo`` runs with: :data:`QUICK`, else :data:`GPU` with CUDA, else :data:`DEFAULT`.
+
+    Parameters
+    ----------
+    quick : bool
+        The ``--quick`` flag, which wins on any machine.
+
+    Returns
+    -------
+    DemoSettings
+        The settings.
+    """
+    import torch
+
+    if quick:
+        return QUICK
+    return GPU if torch.cuda.is_available() else DEFAULT
