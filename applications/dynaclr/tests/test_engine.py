@@ -193,26 +193,45 @@ def test_triplet_loss_needs_negatives_and_says_how_to_get_them():
         module._contrastive_loss(anchor, positive, None)
 
 
-def test_in_batch_negative_metrics_match_a_brute_force_count():
+@pytest.mark.parametrize("lineage", [None, [0, 1, 0], [4, 4, 7]])
+def test_in_batch_negative_metrics_match_a_brute_force_count(lineage):
+    """The logged negatives are the loss's: without lineage every other pair, with it other lineages only."""
     generator = torch.Generator().manual_seed(1)
     anchor, positive = torch.randn(3, 5, generator=generator), torch.randn(3, 5, generator=generator)
-    metrics = in_batch_negative_metrics(anchor, positive, "val")
+    metrics = in_batch_negative_metrics(anchor, positive, "val", None if lineage is None else torch.tensor(lineage))
     a, p = anchor.numpy(), positive.numpy()
     candidates = np.concatenate([a, p])
-    cosines, distances = [], []
+    row_lineage = list(range(3)) * 2 if lineage is None else lineage * 2
+    cosines, distances = [[] for _ in range(3)], [[] for _ in range(3)]
     for i in range(3):
         for j in range(6):
-            if j in (i, i + 3):
+            if row_lineage[j] == row_lineage[i]:
                 continue
-            cosines.append(a[i] @ candidates[j] / np.linalg.norm(a[i]) / np.linalg.norm(candidates[j]))
-            distances.append(np.linalg.norm(a[i] - candidates[j]))
+            cosines[i].append(a[i] @ candidates[j] / np.linalg.norm(a[i]) / np.linalg.norm(candidates[j]))
+            distances[i].append(np.linalg.norm(a[i] - candidates[j]))
+    all_cosines = [value for row in cosines for value in row]
+    all_distances = [value for row in distances for value in row]
+    assert len(all_cosines) == (12 if lineage is None else 8)
     positive_cosine = np.mean([a[i] @ p[i] / np.linalg.norm(a[i]) / np.linalg.norm(p[i]) for i in range(3)])
-    np.testing.assert_allclose(metrics["metrics/cosine_similarity/negative_mean/val"], np.mean(cosines), rtol=1e-5)
-    np.testing.assert_allclose(metrics["metrics/cosine_similarity/negative_sum/val"], np.sum(cosines) / 3, rtol=1e-5)
-    np.testing.assert_allclose(metrics["metrics/euclidean_distance/negative_mean/val"], np.mean(distances), rtol=1e-5)
+    # float32 dot products of 5 values against float64 sums: 1e-5 relative
+    np.testing.assert_allclose(metrics["metrics/cosine_similarity/negative_mean/val"], np.mean(all_cosines), rtol=1e-5)
     np.testing.assert_allclose(
-        metrics["metrics/margin_positive/negative/val"], positive_cosine - np.mean(cosines), rtol=1e-5
+        metrics["metrics/cosine_similarity/negative_sum/val"], np.mean([sum(row) for row in cosines]), rtol=1e-5
     )
+    np.testing.assert_allclose(
+        metrics["metrics/euclidean_distance/negative_mean/val"], np.mean(all_distances), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        metrics["metrics/euclidean_distance/negative_sum/val"], np.mean([sum(row) for row in distances]), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        metrics["metrics/margin_positive/negative/val"], positive_cosine - np.mean(all_cosines), rtol=1e-5
+    )
+
+
+def test_in_batch_negative_metrics_of_a_one_lineage_batch_are_empty():
+    anchor, positive = torch.randn(2, 4), torch.randn(2, 4)
+    assert in_batch_negative_metrics(anchor, positive, "train", torch.tensor([3, 3])) == {}
 
 
 @pytest.mark.parametrize("loss", ["triplet", "ntxent"])

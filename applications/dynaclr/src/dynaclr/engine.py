@@ -114,15 +114,30 @@ def ntxent_pairs(lineage: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         ``(anchors, positives, negative_anchors, negatives)`` row indices into the ``2B`` rows,
         pytorch-metric-learning's ``indices_tuple`` of pairs.
     """
-    batch_size = lineage.shape[0]
-    pair = ntxent_labels(batch_size, lineage.device)
-    rows_lineage = torch.cat([lineage, lineage])
+    pair = ntxent_labels(lineage.shape[0], lineage.device)
     same_pair = pair[:, None] == pair[None, :]
     same_pair.fill_diagonal_(False)
-    other_lineage = rows_lineage[:, None] != rows_lineage[None, :]
     anchors, positives = torch.nonzero(same_pair, as_tuple=True)
-    negative_anchors, negatives = torch.nonzero(other_lineage, as_tuple=True)
+    negative_anchors, negatives = torch.nonzero(ntxent_negative_mask(lineage), as_tuple=True)
     return anchors, positives, negative_anchors, negatives
+
+
+def ntxent_negative_mask(lineage: Tensor) -> Tensor:
+    """Which rows of ``cat(anchor, positive)`` are negatives of which: those of another lineage.
+
+    Parameters
+    ----------
+    lineage : Tensor
+        ``(B,)`` integer lineage of each anchor (its positive has the same); ``arange(B)`` makes every
+        row but a row's own pair a negative.
+
+    Returns
+    -------
+    Tensor
+        ``(2B, 2B)`` bool, True where column ``j`` is a negative of row ``i``.
+    """
+    rows_lineage = torch.cat([lineage, lineage])
+    return rows_lineage[:, None] != rows_lineage[None, :]
 
 
 class ContrastiveModule(LightningModule):
@@ -267,7 +282,7 @@ class ContrastiveModule(LightningModule):
         if batch_idx < self.log_batches_per_epoch:
             views = [anchor_images, positive_images] + ([] if negative_images is None else [negative_images])
             outputs.extend(detach_sample(views, self.log_samples_per_batch))
-        self._log_metrics(loss, anchor, positive, stage, negative)
+        self._log_metrics(loss, anchor, positive, stage, negative, batch.get("lineage"))
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -279,7 +294,13 @@ class ContrastiveModule(LightningModule):
         return self._shared_step(batch, batch_idx, "val")
 
     def _log_metrics(
-        self, loss: Tensor, anchor: Tensor, positive: Tensor, stage: str, negative: Tensor | None = None
+        self,
+        loss: Tensor,
+        anchor: Tensor,
+        positive: Tensor,
+        stage: str,
+        negative: Tensor | None = None,
+        lineage: Tensor | None = None,
     ) -> None:
         """Log the loss and similarity metrics of the projections, averaged over ranks."""
         batch_size = anchor.shape[0]
@@ -302,7 +323,7 @@ class ContrastiveModule(LightningModule):
             and batch_size > 1
             and self.current_epoch % self.log_negative_metrics_every_n_epochs == 0
         ):
-            metrics.update(in_batch_negative_metrics(anchor, positive, stage))
+            metrics.update(in_batch_negative_metrics(anchor, positive, stage, lineage))
         self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
 
     def on_train_epoch_end(self) -> None:
@@ -323,8 +344,14 @@ class ContrastiveModule(LightningModule):
         return {"features": features, "projections": projections, "index": batch["index"]}
 
 
-def in_batch_negative_metrics(anchor: Tensor, positive: Tensor, stage: str) -> dict[str, Tensor]:
-    """Similarities of each anchor to the ``2B - 2`` in-batch negatives of an NT-Xent batch.
+def in_batch_negative_metrics(
+    anchor: Tensor, positive: Tensor, stage: str, lineage: Tensor | None = None
+) -> dict[str, Tensor]:
+    """Similarities of each anchor to its in-batch negatives in an NT-Xent batch.
+
+    The negatives are those the loss uses (:func:`ntxent_negative_mask`): the rows of
+    ``cat(anchor, positive)`` of other lineages, which without ``lineage`` are the ``2B - 2``
+    rows that are not the anchor or its positive.
 
     Parameters
     ----------
@@ -332,30 +359,33 @@ def in_batch_negative_metrics(anchor: Tensor, positive: Tensor, stage: str) -> d
         Projections ``(B, D)``; row ``i`` of each is a positive pair.
     stage : str
         ``"train"`` or ``"val"``, the metric-name suffix.
+    lineage : Tensor, optional
+        ``(B,)`` integer lineage of each anchor; rows of the anchor's lineage are not its negatives.
 
     Returns
     -------
     dict[str, Tensor]
-        Mean and mean row sum of negative cosine similarities and Euclidean distances, and the
-        positive-negative margins.
+        Mean (over all anchor-negative pairs) and mean row sum of negative cosine similarities and
+        Euclidean distances, and the positive-negative margins; empty when no anchor has a negative.
     """
     batch_size = anchor.shape[0]
+    if lineage is None:
+        lineage = torch.arange(batch_size, device=anchor.device)
+    negative_mask = ntxent_negative_mask(lineage.to(anchor.device))[:batch_size]
+    if not negative_mask.any():
+        return {}
     candidates = torch.cat([anchor, positive])
-    negative_mask = torch.ones(batch_size, 2 * batch_size, dtype=torch.bool, device=anchor.device)
-    rows = torch.arange(batch_size, device=anchor.device)
-    negative_mask[rows, rows] = False
-    negative_mask[rows, rows + batch_size] = False
     cosine = nn.functional.normalize(anchor, dim=1) @ nn.functional.normalize(candidates, dim=1).T
     distance = torch.cdist(anchor, candidates)
-    negative_cosine = cosine[negative_mask].view(batch_size, -1)
-    negative_distance = distance[negative_mask].view(batch_size, -1)
+    negative_cosine_mean = cosine[negative_mask].mean()
+    negative_distance_mean = distance[negative_mask].mean()
     positive_cosine = nn.functional.cosine_similarity(anchor, positive).mean()
     positive_distance = nn.functional.pairwise_distance(anchor, positive).mean()
     return {
-        f"metrics/cosine_similarity/negative_mean/{stage}": negative_cosine.mean(),
-        f"metrics/cosine_similarity/negative_sum/{stage}": negative_cosine.sum(dim=1).mean(),
-        f"metrics/margin_positive/negative/{stage}": positive_cosine - negative_cosine.mean(),
-        f"metrics/euclidean_distance/negative_mean/{stage}": negative_distance.mean(),
-        f"metrics/euclidean_distance/negative_sum/{stage}": negative_distance.sum(dim=1).mean(),
-        f"metrics/margin_euclidean_positive/negative/{stage}": negative_distance.mean() - positive_distance,
+        f"metrics/cosine_similarity/negative_mean/{stage}": negative_cosine_mean,
+        f"metrics/cosine_similarity/negative_sum/{stage}": (cosine * negative_mask).sum(dim=1).mean(),
+        f"metrics/margin_positive/negative/{stage}": positive_cosine - negative_cosine_mean,
+        f"metrics/euclidean_distance/negative_mean/{stage}": negative_distance_mean,
+        f"metrics/euclidean_distance/negative_sum/{stage}": (distance * negative_mask).sum(dim=1).mean(),
+        f"metrics/margin_euclidean_positive/negative/{stage}": negative_distance_mean - positive_distance,
     }
