@@ -158,7 +158,8 @@ directions of largest variance, which need not be those of the infection.
 
 After each epoch, `viscy_utils.callbacks.OnlineEvaluation` embedded a fixed sample of the held-out
 experiment's cells (a run of consecutive frames from each of many tracks) and logged, on the encoder's
-features: the balanced accuracy of infection state by a 20-nearest-neighbour vote (cosine) and by a
+features: the balanced accuracy of infection state by a 20-nearest-neighbour vote (cosine, each vote weighted
+by the inverse of its class's size) and by a
 logistic-regression probe, each fitted on half of the tracks and scored on the other half; the effective
 rank of the features and of the projections (1 means collapse); and the track smoothness (mean cosine
 distance of consecutive frames over that of random pairs; lower is smoother). The last rows score every
