@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check of the data path, stage by stage, each under its own time limit; logs go to $OUT
 # (default ./gpu-checks). Run on a CUDA machine from the repository root:
-#   bash benchmarks/gpu_checks.sh
+#   bash benchmarks/gpu_checks.sh                                # every stage (about 23 minutes at most)
+#   bash benchmarks/gpu_checks.sh cuda_tests loader_cuda_pinned  # only the stages named
 # On the offline device machine, prepare wheels first (../shared/gpu/prepare-wheels.sh) and start with
 #   bash .whl/install-on-device.sh && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
 # PYTHON picks the interpreter (default: `uv run --frozen python` when uv is installed, else python3).
@@ -13,10 +14,19 @@ if [ -z "${PYTHON:-}" ]; then
     if command -v uv >/dev/null 2>&1; then PYTHON="uv run --frozen python"; else PYTHON=python3; fi
 fi
 failed=0
+selected=("$@")
+known=" cuda_tests loader_cuda_pinned chain_cuda training_fit_bf16 training_multi_experiment "
+for name in "${selected[@]}"; do
+    if [[ ! "$known" == *" $name "* ]]; then
+        echo "unknown stage '$name'; the stages are:$known" >&2
+        exit 2
+    fi
+done
 
-stage() {  # stage NAME SECONDS COMMAND...
+stage() {  # stage NAME SECONDS COMMAND...; skipped when stages are named and NAME is not one of them
     local name=$1 seconds=$2
     shift 2
+    if [ "${#selected[@]}" -gt 0 ] && [[ ! " ${selected[*]} " == *" $name "* ]]; then return; fi
     echo "== $name (limit ${seconds}s)" | tee -a "$OUT/summary.txt"
     local start=$SECONDS
     timeout "$seconds" "$@" >"$OUT/$name.log" 2>&1
