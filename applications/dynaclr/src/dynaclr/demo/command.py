@@ -2,7 +2,7 @@
 
 Usage::
 
-    dynaclr demo                              # -> demo_output/, about 2 minutes on 2 CPU cores
+    dynaclr demo                              # -> demo_output/, about 3 minutes on 2 CPU cores
     dynaclr demo --quick --output-dir /tmp/d  # under a minute: smaller study, shorter training
     dynaclr demo --overwrite --seed 1         # replace the demo's outputs of an earlier run
 

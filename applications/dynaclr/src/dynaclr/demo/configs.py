@@ -150,10 +150,21 @@ def fit_config(settings: DemoSettings, experiments_yaml: Path, run_dir: Path, se
                             "scale_range": [[1.0, 1.0], [0.9, 1.1], [0.9, 1.1]],
                         },
                     },
+                    # the synthetic cells sit at one of three focal planes for life: shifting each view by up to a
+                    # slice keeps the encoder from matching a cell to itself by its focus
                     {
-                        "class_path": "viscy_transforms.BatchedRandScaleIntensityd",
-                        "init_args": {"keys": _CHANNELS, "prob": 0.5, "factors": 0.3},
+                        "class_path": "viscy_transforms.BatchedRandZStackShiftd",
+                        "init_args": {"keys": _CHANNELS, "max_shift": 1, "prob": 0.8, "mode": "edge"},
                     },
+                    # one factor per channel, as in the example configs: a factor shared by both channels keeps
+                    # their ratio, the expression level a cell inherits, which identifies its lineage
+                    *(
+                        {
+                            "class_path": "viscy_transforms.BatchedRandScaleIntensityd",
+                            "init_args": {"keys": [channel], "prob": 0.8, "factors": 0.5},
+                        }
+                        for channel in _CHANNELS
+                    ),
                     {
                         "class_path": "viscy_transforms.BatchedRandGaussianNoised",
                         "init_args": {"keys": _CHANNELS, "prob": 0.5, "mean": 0.0, "std": 0.1},

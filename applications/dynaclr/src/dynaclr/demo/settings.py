@@ -56,7 +56,7 @@ class DemoSettings:
     patch_size: int = 16
     stem_stride: int = 2
     batch_size: int = 32
-    max_epochs: int = 8
+    max_epochs: int = 16
     train_batches: int = 40
     val_batches: int = 4
     lr: float = 5e-4
@@ -71,13 +71,13 @@ class DemoSettings:
 
 
 DEFAULT = DemoSettings(name="default")
-"""``dynaclr demo``: about 2 minutes on 2 CPU cores."""
+"""``dynaclr demo``: about 3 minutes on 2 CPU cores."""
 
 QUICK = DemoSettings(name="quick", cells_per_fov=6, max_epochs=2, train_batches=15, val_batches=2)
 """``dynaclr demo --quick``: under a minute on 2 CPU cores, to check that everything works."""
 
 GPU = DemoSettings(name="gpu", cells_per_fov=20, batch_size=64, max_epochs=30, train_batches=60, val_batches=8)
-"""``dynaclr demo`` with a CUDA device: twice the cells, batches twice as large and about seven times the
+"""``dynaclr demo`` with a CUDA device: twice the cells, batches twice as large and about three times the
 training steps of :data:`DEFAULT` (the same run takes about 16 minutes on 2 CPU cores)."""
 
 
