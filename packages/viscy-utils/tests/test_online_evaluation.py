@@ -106,6 +106,22 @@ def test_knn_vote_is_not_outvoted_by_a_common_class():
     assert knn_accuracy(rng.normal(size=(len(cells), 8)), rare, groups, k=20) == pytest.approx(0.5, abs=0.06)
 
 
+def test_knn_tied_weighted_votes_go_to_the_more_similar_class():
+    """Every reference cell votes (k = fold size, three per class): the totals tie, similarity decides."""
+    cells = _cells(n_tracks=12, n_frames=1)
+    groups = cells[["fov_name", "track_id"]]
+    folds = track_split(groups)
+    assert folds.sum() == (~folds).sum() == 6
+    labels = np.empty(len(cells), dtype=object)
+    for fold in (folds, ~folds):
+        members = np.flatnonzero(fold)
+        labels[members[:3]], labels[members[3:]] = "a", "b"
+    # class "a" at 30 degrees, "b" at 60: each cell is nearer the references of its own class
+    angle = np.deg2rad(np.where(labels == "a", 30.0, 60.0))
+    x = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    assert knn_accuracy(x, labels, groups, k=6) == 1.0
+
+
 def test_balanced_accuracy_is_the_mean_recall_of_each_class():
     # class a: 3 of 4 right, class b: 0 of 1 right -> (0.75 + 0) / 2
     assert balanced_accuracy(["a", "a", "a", "a", "b"], ["a", "a", "a", "b", "a"]) == 0.375
